@@ -1,0 +1,132 @@
+"""Triton model configurations, built as ``model_config.proto`` messages so they always parse.
+
+Three configs per model, all over the same graph and I/O:
+  ``config.pbtxt``                 the embedded CPU default: Python backend running onnxruntime;
+  ``configs/gpu-onnxruntime.pbtxt`` the NGC container: ONNX Runtime with the TensorRT EP in FP16;
+  ``configs/gpu-tensorrt.pbtxt``    the NGC container: a native TensorRT plan (``model.plan``).
+Triton picks one of ``configs/`` with ``--model-config-name``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from marblekit.backbones import BackboneSpec
+
+from .onnx_export import INPUT_NAME
+
+GPU_CONFIGS = ("gpu-onnxruntime", "gpu-tensorrt")
+
+
+@dataclass(frozen=True)
+class ServingShape:
+    """The envelope of inputs a served model accepts, in seconds of audio and windows per batch."""
+
+    min_seconds: float = 1.0
+    opt_seconds: float = 5.0
+    max_seconds: float = 30.0
+    cpu_max_batch: int = 16
+    gpu_max_batch: int = 32
+
+    def samples(self, spec: BackboneSpec, seconds: float) -> int:
+        return max(int(round(seconds * spec.sample_rate)), spec.receptive_field)
+
+
+def _io(spec: BackboneSpec, output_type: int) -> dict:
+    return dict(
+        input=[mc.ModelInput(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[-1])],
+        output=[mc.ModelOutput(name="hidden_states", data_type=output_type,
+                               dims=[spec.num_hidden_states, -1, spec.dim]),
+                mc.ModelOutput(name="pooled", data_type=output_type, dims=[spec.num_hidden_states, spec.dim])],
+    )
+
+
+def _parameters(values: dict[str, object]) -> dict[str, mc.ModelParameter]:
+    return {key: mc.ModelParameter(string_value=str(value)) for key, value in values.items()}
+
+
+def _batching(max_queue_delay_us: int, max_queue_size: int) -> mc.ModelDynamicBatching:
+    return mc.ModelDynamicBatching(max_queue_delay_microseconds=max_queue_delay_us,
+                                   default_queue_policy=mc.ModelQueuePolicy(max_queue_size=max_queue_size))
+
+
+def _warmup(spec: BackboneSpec, shape: ServingShape, batch: int) -> list[mc.ModelWarmup]:
+    data = mc.ModelWarmup.Input(data_type=mc.TYPE_FP32, dims=[shape.samples(spec, shape.opt_seconds)],
+                                random_data=True)
+    return [mc.ModelWarmup(name=f"bs{batch}", batch_size=batch, inputs={INPUT_NAME: data})]
+
+
+def model_metadata(spec: BackboneSpec, precision: str, provenance: dict[str, object], onnx_sha256: str,
+                   shape: ServingShape) -> dict[str, object]:
+    """What a client must know to feed the model and label what it gets back; travels in the config."""
+    return {
+        "marblekit_backbone": spec.name,
+        "marblekit_spec": json.dumps(spec.describe(), sort_keys=True),
+        "marblekit_provenance": json.dumps(provenance, sort_keys=True),
+        "precision": precision,
+        "onnx_sha256": onnx_sha256,
+        "min_samples": shape.samples(spec, shape.min_seconds),
+        "max_samples": shape.samples(spec, shape.max_seconds),
+    }
+
+
+def embedded_config(name: str, spec: BackboneSpec, output_type: int, metadata: dict[str, object],
+                    shape: ServingShape) -> mc.ModelConfig:
+    """CPU Triton (the pytriton wheel's server has only the Python backend): onnxruntime inside model.py."""
+    return mc.ModelConfig(
+        name=name, backend="python", max_batch_size=shape.cpu_max_batch, **_io(spec, output_type),
+        instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)],
+        dynamic_batching=_batching(2000, 4 * shape.cpu_max_batch),
+        parameters=_parameters({**metadata, "onnx_file": "model.onnx", "intra_op_threads": 0}),
+    )
+
+
+def gpu_onnxruntime_config(name: str, spec: BackboneSpec, output_type: int, metadata: dict[str, object],
+                           shape: ServingShape, cache_dir: str) -> mc.ModelConfig:
+    """ONNX Runtime backend with the TensorRT EP in FP16, an engine cache and explicit profiles."""
+    profile = {
+        "trt_profile_min_shapes": f"{INPUT_NAME}:1x{shape.samples(spec, shape.min_seconds)}",
+        "trt_profile_opt_shapes": f"{INPUT_NAME}:{shape.gpu_max_batch // 2}x{shape.samples(spec, shape.opt_seconds)}",
+        "trt_profile_max_shapes": f"{INPUT_NAME}:{shape.gpu_max_batch}x{shape.samples(spec, shape.max_seconds)}",
+    }
+    tensorrt = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator(
+        name="tensorrt",
+        parameters={"precision_mode": "FP16", "max_workspace_size_bytes": str(4 << 30),
+                    "trt_engine_cache_enable": "1", "trt_engine_cache_path": f"{cache_dir}/{name}",
+                    "trt_layer_norm_fp32_fallback": "1", **profile},
+    )
+    return mc.ModelConfig(
+        name=name, platform="onnxruntime_onnx", max_batch_size=shape.gpu_max_batch, **_io(spec, output_type),
+        instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=2)],
+        dynamic_batching=_batching(3000, 4 * shape.gpu_max_batch),
+        optimization=mc.ModelOptimizationPolicy(
+            execution_accelerators=mc.ModelOptimizationPolicy.ExecutionAccelerators(
+                gpu_execution_accelerator=[tensorrt])),
+        model_warmup=_warmup(spec, shape, shape.gpu_max_batch // 2),
+        parameters=_parameters(metadata),
+    )
+
+
+def gpu_tensorrt_config(name: str, spec: BackboneSpec, metadata: dict[str, object],
+                        shape: ServingShape) -> mc.ModelConfig:
+    """A native TensorRT plan built by ``marblekit export --format tensorrt`` on the serving GPU."""
+    return mc.ModelConfig(
+        name=name, platform="tensorrt_plan", max_batch_size=shape.gpu_max_batch, **_io(spec, mc.TYPE_FP16),
+        default_model_filename="model.plan",
+        instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=2, profile=["0"])],
+        dynamic_batching=_batching(3000, 4 * shape.gpu_max_batch),
+        model_warmup=_warmup(spec, shape, shape.gpu_max_batch // 2),
+        parameters=_parameters(metadata),
+    )
+
+
+def to_text(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def parse(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())

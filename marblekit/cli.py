@@ -1,0 +1,51 @@
+"""The ``marblekit`` command. Each subcommand lives in its own module and is imported only when it runs,
+so ``marblekit models`` or ``marblekit extract`` never pay for importing torch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: subcommand -> (module that defines ``add_arguments(parser)`` and ``run(args) -> int``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("marblekit.commands.models", "list the backbones with their rates, shapes and weights"),
+    "export": ("marblekit.export.command", "export a backbone to ONNX / TensorRT into a Triton repository"),
+    "bench": ("marblekit.commands.bench", "benchmarks (backbone, ...) with side-by-side ratios"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marblekit",
+        description="Features from pre-trained music audio models for whole catalogs, served by Triton, "
+        "stored in Zarr and scored on the MARBLE benchmark.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"marblekit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

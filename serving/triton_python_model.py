@@ -1,0 +1,66 @@
+"""Triton Python-backend model: runs the exported ONNX graph with onnxruntime on the CPU.
+
+Copied by ``marblekit export`` into ``<repo>/<model>/1/model.py``. It runs inside Triton's backend stub, in
+the serving environment (numpy, onnxruntime), so it imports nothing from marblekit.
+
+The Python backend hands ``execute`` a list of requests and does not merge them: requests with equal
+lengths are concatenated into one onnxruntime call (never padded: padding changes group-norm outputs)
+and the result is split back per request. A bad request gets its own error response; the rest are served.
+"""
+
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+INPUT_NAME = "waveform"
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        path = os.path.join(args["model_repository"], args["model_version"], params.get("onnx_file", "model.onnx"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        self.min_samples = int(params["min_samples"])
+        self.max_samples = int(params["max_samples"])
+
+    def _problem(self, waveform):
+        """Why a request's waveform cannot be served, or None."""
+        if waveform.ndim != 2:
+            return f"'{INPUT_NAME}' must be [batch, samples], got shape {list(waveform.shape)}"
+        samples = waveform.shape[1]
+        if not self.min_samples <= samples <= self.max_samples:
+            return (f"'{INPUT_NAME}' has {samples} samples; this model accepts {self.min_samples} to "
+                    f"{self.max_samples} per window")
+        if not np.isfinite(waveform).all():
+            return f"'{INPUT_NAME}' contains NaN or infinite samples"
+        return None
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        by_length = {}
+        for index, request in enumerate(requests):
+            waveform = pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy()
+            problem = self._problem(waveform)
+            if problem:
+                responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(problem))
+                continue
+            wanted = list(request.requested_output_names()) or self.output_names
+            by_length.setdefault(waveform.shape[1], []).append((index, waveform, wanted))
+        for group in by_length.values():
+            names = [name for name in self.output_names if any(name in wanted for _, _, wanted in group)]
+            batch = np.concatenate([waveform for _, waveform, _ in group]).astype(np.float32, copy=False)
+            results = dict(zip(names, self.session.run(names, {INPUT_NAME: batch})))
+            start = 0
+            for index, waveform, wanted in group:
+                stop = start + waveform.shape[0]
+                tensors = [pb_utils.Tensor(name, results[name][start:stop]) for name in wanted]
+                responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
+                start = stop
+        return responses

@@ -130,8 +130,9 @@ def fold_weight_norm_keys(tensors: dict[str, torch.Tensor], path: Path) -> dict[
             if g.ndim != v.ndim:
                 raise CheckpointError(f"{path}: key {key!r} has shape {tuple(g.shape)}, incompatible with "
                                       f"{stem + v_suffix!r} {tuple(v.shape)}")
-            axes = [axis for axis in range(v.ndim) if g.shape[axis] == 1]
-            folded[stem + ".weight"] = g * v / v.norm(dim=axes, keepdim=True)
+            kept_axes = [axis for axis in range(g.ndim) if g.shape[axis] != 1] or [0]
+            # torch's own kernel, so the folded weight is bit-identical to what the parametrisation computes
+            folded[stem + ".weight"] = torch._weight_norm(v, g, kept_axes[0])
     return folded
 
 

@@ -150,3 +150,18 @@ def test_tensorrt_fp16_engine_matches_fp32(repo: Path) -> None:  # pragma: no co
         with torch.no_grad():
             reference = encoder(torch.from_numpy(waveform)).numpy()
         assert per_layer_cosine(reference, hidden.cpu().numpy()).min() >= 0.999
+
+
+def test_bench_backbone_runs_all_three_runtimes(tmp_path: Path) -> None:
+    from argparse import Namespace
+
+    from marblekit.export.bench import bench_backbone
+
+    args = Namespace(model="hubert-base", checkpoint=None, random_init=True, windows=2, window_seconds=0.5,
+                     batch=2, threads=1, workdir=str(tmp_path))
+    result = bench_backbone(args)
+    assert [row.runtime.split(",")[0] for row in result.rows] == [
+        "(a) transformers eager fp32", "(b) onnxruntime fp32", "(b) onnxruntime int8"]
+    assert all(row.speed > 0 and row.audio_seconds == 1.0 for row in result.rows)
+    assert "min layer cosine vs fp32 0.99" in result.rows[-1].note
+    assert "audio s/s" in result.render()

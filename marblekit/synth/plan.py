@@ -56,7 +56,7 @@ class TaskPlan:
 
 
 def item_rng(seed: int, task: str, index: int) -> np.random.Generator:
-    """The generator of one item: independent of every other item, so an item does not change when counts do."""
+    """The generator of one item's musical draws, a stream of its own so items never depend on each other's draws."""
     return np.random.default_rng([seed, zlib.crc32(task.encode()), index])
 
 

@@ -50,7 +50,7 @@ def _render_item(renderer: Renderer, folder: Path, item: ItemSpec) -> dict[str, 
     path = f"audio/{item.id}.wav"
     soundfile.write(folder / path, mix * gain, SAMPLE_RATE, subtype="PCM_16")
     meta = dict(item.meta)
-    if isinstance(item.label, dict):
+    if isinstance(item.label, dict):  # separation: the label maps each stem to the file it goes to
         for name, stem_path in item.label.items():
             (folder / stem_path).parent.mkdir(parents=True, exist_ok=True)
             soundfile.write(folder / stem_path, stems[name] * gain, SAMPLE_RATE, subtype="PCM_16")

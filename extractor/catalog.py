@@ -100,7 +100,10 @@ def _seconds(row: dict[str, object], key: str) -> float | None:
     value = row.get(key)
     if value is None or value == "":
         return None
-    number = float(value)  # type: ignore[arg-type]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"{key}={value!r} must be a finite number of seconds >= 0")
     return number

@@ -42,12 +42,13 @@ def prepare(path: Path, start: float, end: float | None, how: Preparation) -> np
     bad = int(np.count_nonzero(~np.isfinite(audio)))
     if bad:
         raise AudioError(f"{bad} of {audio.size} decoded samples are NaN or infinite")
-    mono = audio.mean(axis=1, dtype=np.float64)
+    mono = audio.mean(axis=1, dtype=np.float32)  # float32 samples, float64 statistics: long tracks fit in RAM
     if rate != how.sample_rate:
         mono = soxr.resample(mono, rate, how.sample_rate, quality="HQ")
     if how.normalize:
-        mono = (mono - mono.mean()) / np.sqrt(mono.var() + NORMALIZE_EPS)
-    return mono.astype(np.float32)
+        mean, var = mono.mean(dtype=np.float64), mono.var(dtype=np.float64)
+        mono = ((mono - mean) / np.sqrt(var + NORMALIZE_EPS)).astype(np.float32)
+    return mono
 
 
 def _crop_end(start: float, end: float | None, crop_s: float) -> float:

@@ -76,6 +76,13 @@ def parse_layers(text: str | None, num_hidden_states: int) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    summary = extract(args)
+    print(render_summary(summary, args.store))
+    return 1 if summary.failed and not args.allow_failures else 0
+
+
+def extract(args: argparse.Namespace) -> "Summary":
+    """Run the extraction the parsed flags describe and return its summary."""
     from .audio import Preparation
     from .catalog import load_catalog
     from .pipeline import Extraction, Settings
@@ -113,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
             progress.close()
     finally:
         engine.close()
-    print(render_summary(summary, args.store))
-    return 1 if summary.failed and not args.allow_failures else 0
+    return summary
 
 
 def open_engine(args: argparse.Namespace) -> "Engine":

@@ -243,7 +243,7 @@ class Extraction:
         keep = [slot for slot, window in enumerate(work.windows) if not work.errors[window.track]]
         kept = [work.windows[slot] for slot in keep]
         block = Block(
-            index=work.index, first_track=work.tracks.start,
+            index=work.index,
             track_status=np.array([FAILED if error else DONE for error in work.errors], dtype=np.uint8),
             track_error=list(work.errors), pooled=pooled[keep],
             window_track=np.array([work.tracks.start + w.track for w in kept], dtype=np.int32),

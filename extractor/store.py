@@ -62,7 +62,6 @@ class Block:
     """Everything extracted for one block of tracks, buffered in RAM until it is written whole."""
 
     index: int
-    first_track: int
     track_status: np.ndarray  # [n] uint8
     track_error: list[str]
     pooled: np.ndarray  # [W_k, L, D] float16

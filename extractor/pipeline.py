@@ -127,21 +127,21 @@ class Extraction:
         for index in self.my_blocks():
             tracks = self.store.block_range(index)
             if self.store.is_done(index):
-                self.summary.skipped += len(tracks)
-                self.progress.skip(len(tracks))
+                self._skip(tracks, elsewhere=False)
                 continue
             claim = contextlib.ExitStack()
-            if not claim.enter_context(self.store.block_lock(index)):
-                claim.close()
-                self.summary.elsewhere += len(tracks)
-                self.progress.skip(len(tracks))
-                continue
-            if self.store.is_done(index):  # finished by another process since the first look
-                claim.close()
-                self.summary.skipped += len(tracks)
-                self.progress.skip(len(tracks))
+            if not claim.enter_context(self.store.block_lock(index)) or self.store.is_done(index):
+                claim.close()  # held by another process, or finished by one since the first look
+                self._skip(tracks, elsewhere=not self.store.is_done(index))
                 continue
             yield _BlockWork(index, tracks, claim, errors=[""] * len(tracks))
+
+    def _skip(self, tracks: range, elsewhere: bool) -> None:
+        if elsewhere:
+            self.summary.elsewhere += len(tracks)
+        else:
+            self.summary.skipped += len(tracks)
+        self.progress.skip(len(tracks))
 
     def _decoded_blocks(self, pool: cf.Executor) -> Iterator[tuple[_BlockWork, list]]:
         """Each claimed block with its tracks' decode futures, submitted ahead of use (bounded)."""
@@ -171,7 +171,7 @@ class Extraction:
             waveform, error = future.result()
             if waveform is not None:
                 bounds = self.settings.windowing.bounds(len(waveform), self.rate)
-                error = self._check_length(len(waveform)) if not bounds else ""
+                error = "" if bounds else self._too_short(len(waveform))
                 work.audio_s += len(waveform) / self.rate
                 if not error:
                     self._add_windows(work, local, waveform, bounds)
@@ -179,8 +179,8 @@ class Extraction:
         self._flush_full(work)
         self._written.put(work)
 
-    def _check_length(self, samples: int) -> str:
-        return (f"{samples / self.rate:.2f} s of audio after cropping; at least 1 s is needed for one window")
+    def _too_short(self, samples: int) -> str:
+        return f"{samples / self.rate:.2f} s of audio after cropping; at least 1 s is needed for one window"
 
     def _add_windows(self, work: _BlockWork, local: int, waveform: np.ndarray, bounds: list[tuple[int, int]]) \
             -> None:
@@ -232,6 +232,10 @@ class Extraction:
                     work.errors[work.windows[slot].track] = str(err)
                 continue
             pooled[slots] = outputs[POOLED].astype(np.float16)
+            for slot in slots:
+                if not np.isfinite(pooled[slot]).all():
+                    work.errors[work.windows[slot].track] = ("the model output is not finite in float16 "
+                                                             "(NaN, or beyond the float16 range)")
             if HIDDEN in outputs:
                 chosen = outputs[HIDDEN][:, list(self.settings.frame_layers)].astype(np.float16)
                 for row, slot in enumerate(slots):

@@ -156,6 +156,11 @@ def render_summary(summary: "Summary", store: Path) -> str:
     lines += [f"  failed {track_id}: {error}" for track_id, error in summary.failures[:50]]
     if len(summary.failures) > 50:
         lines.append(f"  ... and {len(summary.failures) - 50} more (see track_error in the store)")
-    lines.append(f"store {store}: " + ("complete" if summary.finalized else
-                                       "incomplete (other shards pending; rerun or wait for them)"))
+    if summary.finalized:
+        from .store import status_counts
+
+        done, failed = status_counts(store)
+        lines.append(f"store {store}: complete, {done} tracks done and {failed} failed in all")
+    else:
+        lines.append(f"store {store}: incomplete (blocks of other shards pending; rerun or wait for them)")
     return "\n".join(lines)

@@ -300,6 +300,12 @@ class _FlatArrays:
             offsets[:] = self.frame_offsets
 
 
+def status_counts(path: Path) -> tuple[int, int]:
+    """``(done, failed)`` tracks of a finalised store."""
+    status = zarr.open_array(Path(path) / "track_status", mode="r")[...]
+    return int((status == DONE).sum()), int((status == FAILED).sum())
+
+
 def open_pooled(path: Path) -> StoreView:
     """Read a finalised store (raises ValueError naming what is missing when extraction is unfinished)."""
     group = zarr.open_group(Path(path), mode="r")

@@ -186,7 +186,8 @@ class Store:
         if block.frames is not None:
             arrays |= {"frames": block.frames, "frame_counts": block.frame_counts}
         for name, values in arrays.items():
-            array = bucket.create_array(name, shape=values.shape, dtype=str if values.dtype.kind == "U" else values.dtype,
+            dtype = str if values.dtype.kind == "U" else values.dtype  # text: variable-length UTF-8
+            array = bucket.create_array(name, shape=values.shape, dtype=dtype,
                                         chunks=(max(values.shape[0], 1),) + values.shape[1:],
                                         compressors=None if values.dtype == np.float16 else "auto")
             if values.shape[0]:

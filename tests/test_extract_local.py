@@ -28,7 +28,8 @@ def reference(path: Path, start: float, end: float | None, session: ort.Inferenc
     clip = (clip - clip.mean()) / np.sqrt(clip.var() + 1e-7)
     windows = []
     for first, last in marble_windows(len(clip), RATE, WINDOW_S):
-        hidden, pooled = session.run(["hidden_states", "pooled"], {"waveform": clip[None, first:last].astype(np.float32)})
+        window = clip[None, first:last].astype(np.float32)
+        hidden, pooled = session.run(["hidden_states", "pooled"], {"waveform": window})
         windows.append({"start": first / RATE, "length": (last - first) / RATE, "pooled": pooled[0],
                         "hidden": hidden[0]})
     return windows
@@ -36,7 +37,7 @@ def reference(path: Path, start: float, end: float | None, session: ort.Inferenc
 
 def test_local_store_equals_direct_onnxruntime(tmp_path: Path, model_repo: Path) -> None:
     rows = [
-        {"id": "stereo-44k", "path": "a.wav", **{}},
+        {"id": "stereo-44k", "path": "a.wav"},
         {"id": "cut-16k", "path": "b.flac", "start": 0.5, "end": 3.7},
         {"id": "3ch-24k", "path": "c.wav"},
     ]

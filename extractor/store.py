@@ -135,10 +135,10 @@ class Store:
             self._check_matches(group)
             return group
         ids = group.create_array("track_id", shape=(len(self.track_ids),), dtype=str,
-                                 chunks=(max(len(self.track_ids), 1),), overwrite=True)
+                                 chunks=(max(len(self.track_ids), 1),), overwrite=True, dimension_names=("track",))
         ids[:] = np.array(self.track_ids, dtype=str)
         group.create_array("done", shape=(self.num_blocks,), dtype="uint8", chunks=(1,), fill_value=0,
-                           overwrite=True)
+                           overwrite=True, dimension_names=("block",))
         group.create_group(BUCKETS, overwrite=True)
         group.attrs.update({"marblekit": self.metadata,
                             "marblekit_layout": {"block_tracks": self.block_tracks, "num_blocks": self.num_blocks,
@@ -236,28 +236,31 @@ class _FlatArrays:
         layers, dim = len(metadata["layers"]), int(metadata["dim"])  # type: ignore[arg-type]
         rows = (max(min(windows, ROW_CHUNK), 1),)
         self.pooled = group.create_array("pooled", shape=(windows, layers, dim), dtype="float16",
-                                         chunks=rows + (layers, dim), compressors=None, overwrite=True)
+                                         chunks=rows + (layers, dim), compressors=None, overwrite=True,
+                                         dimension_names=("window", "layer", "dim"))
         self.window_track = group.create_array("window_track", shape=(windows,), dtype="int32", chunks=rows,
-                                               overwrite=True)
+                                               overwrite=True, dimension_names=("window",))
         self.window_start = group.create_array("window_start", shape=(windows,), dtype="float64", chunks=rows,
-                                               overwrite=True)
+                                               overwrite=True, dimension_names=("window",))
         self.window_length = group.create_array("window_length", shape=(windows,), dtype="float64",
-                                                chunks=rows, overwrite=True)
+                                                chunks=rows, overwrite=True, dimension_names=("window",))
         track_rows = (max(tracks, 1),)
         self.track_status = group.create_array("track_status", shape=(tracks,), dtype="uint8",
-                                               chunks=track_rows, overwrite=True)
+                                               chunks=track_rows, overwrite=True, dimension_names=("track",))
         self.track_error = group.create_array("track_error", shape=(tracks,), dtype=str, chunks=track_rows,
-                                              overwrite=True)
+                                              overwrite=True, dimension_names=("track",))
         self.track_pooled = group.create_array("track_pooled", shape=(tracks, layers, dim), dtype="float16",
                                                chunks=(max(min(tracks, ROW_CHUNK), 1), layers, dim),
-                                               compressors=None, overwrite=True, fill_value=np.nan)
+                                               compressors=None, overwrite=True, fill_value=np.nan,
+                                               dimension_names=("track", "layer", "dim"))
         self.status = np.zeros(tracks, dtype=np.uint8)
         self.errors = np.full(tracks, "", dtype=object)
         self.frames = self.frame_offsets = None
         if frame_layers:
             self.frames = group.create_array("frames", shape=(frames, frame_layers, dim), dtype="float16",
                                              chunks=(max(min(frames, FRAME_CHUNK), 1), frame_layers, dim),
-                                             compressors=None, overwrite=True)
+                                             compressors=None, overwrite=True,
+                                             dimension_names=("frame", "frame_layer", "dim"))
             self.frame_offsets = np.zeros(windows + 1, dtype=np.int64)
         self.group = group
 
@@ -297,7 +300,8 @@ class _FlatArrays:
             self.track_error[:] = np.array(self.errors.tolist(), dtype=str)
         if self.frame_offsets is not None:
             offsets = self.group.create_array("frame_offsets", shape=self.frame_offsets.shape, dtype="int64",
-                                              chunks=self.frame_offsets.shape, overwrite=True)
+                                              chunks=self.frame_offsets.shape, overwrite=True,
+                                              dimension_names=("window_edge",))
             offsets[:] = self.frame_offsets
 
 

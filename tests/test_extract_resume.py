@@ -79,10 +79,10 @@ def test_kill_9_at_random_moments_then_resume_equals_one_run(catalog: Path, mode
     store = tmp_path / "store.zarr"
     total = -(-(TRACKS + 1) // 3)
     rng = random.Random(1234)
-    # before any block, early, late, and once all are done (in or after finalising)
-    targets = [0, rng.randint(1, total // 3), rng.randint(total // 2, total - 2), total]
     landed = []  # blocks done when each kill landed
-    for target in targets:
+    # during start-up, after a few more blocks (twice), and once all are done (in or after finalising)
+    for more in (0, rng.randint(1, 4), rng.randint(2, 5), total):
+        target = min(done_blocks(store) + more, total)
         if kill_when(start(command(catalog, store, model_repo)), store, target, rng):
             landed.append(done_blocks(store))
     print("blocks done at each kill:", landed, "of", total)

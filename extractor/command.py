@@ -107,6 +107,8 @@ def extract(args: argparse.Namespace) -> "Summary":
         if not info.min_samples <= window <= info.max_samples:
             raise ValueError(f"--window {args.window:g} s is {window} samples; model {info.name!r} accepts "
                              f"{info.min_samples} to {info.max_samples}")
+        if args.batch > info.max_batch:
+            raise ValueError(f"--batch {args.batch} exceeds model {info.name!r}'s max_batch_size {info.max_batch}")
         frame_layers = parse_layers(args.layers, info.num_hidden_states) if args.frames else ()
         settings = Settings(windowing, Preparation(info.sample_rate, info.normalize_input, args.crop),
                             frame_layers, args.batch, args.workers, shard)

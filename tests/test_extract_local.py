@@ -83,3 +83,12 @@ def test_extraction_never_imports_torch(tmp_path: Path, model_repo: Path) -> Non
             f"assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_settings_the_model_cannot_serve_are_refused(tmp_path: Path, model_repo: Path, capsys) -> None:
+    write_tone(tmp_path / "cat" / "x.wav", 3.0)
+    for flags, message in ((("--window", "31"), "accepts 24000 to 720000"),
+                           (("--batch", "17"), "max_batch_size 16"),
+                           (("--frames", "--layers", "0,3"), "in 0..2")):
+        assert main(extract_args(tmp_path / "cat", tmp_path / "s.zarr", model_repo, MERT, *flags)) == 2
+        assert message in capsys.readouterr().err

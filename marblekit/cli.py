@@ -12,6 +12,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("marblekit.commands.models", "list the backbones with their rates, shapes and weights"),
     "export": ("marblekit.export.command", "export a backbone to ONNX / TensorRT into a Triton repository"),
+    "extract": ("marblekit.extractor.command", "extract a catalog's features into a resumable Zarr v3 store"),
     "bench": ("marblekit.commands.bench", "benchmarks (backbone, ...) with side-by-side ratios"),
     "synth": ("marblekit.synth.command", "render the synthetic labelled music suite with FluidSynth"),
 }

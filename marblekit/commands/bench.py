@@ -2,11 +2,15 @@
 
   backbone MODEL   audio-seconds per second: transformers eager fp32 one window at a time (how the MARBLE
                    reference extracts) vs onnxruntime batched, fp32 and dynamic INT8
+  extract MODEL    audio-seconds per second: marblekit extract end to end vs the bare engine on the same
+                   windows vs a MARBLE-style loop; store bytes per audio-hour vs fp32 .npy
 """
 
 from __future__ import annotations
 
 import argparse
+
+from . import bench_extract
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     backbone.add_argument("--batch", type=int, default=4, help="onnxruntime batch size (default 4)")
     backbone.add_argument("--threads", type=int, default=0, help="threads for both runtimes (0 = all cores)")
     backbone.add_argument("--workdir", default="work/bench", help="where the exported graphs go")
+    bench_extract.add_arguments(subparsers.add_parser(
+        "extract", help="extractor end to end vs bare engine vs MARBLE-style loop; store size"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,4 +34,6 @@ def run(args: argparse.Namespace) -> int:
         from marblekit.export.bench import bench_backbone
 
         print(bench_backbone(args).render())
+    if args.benchmark == "extract":
+        return bench_extract.run(args)
     return 0

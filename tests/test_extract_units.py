@@ -1,0 +1,83 @@
+"""Windowing and catalogs against independent references."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from extract_helpers import marble_windows
+
+from marblekit.extractor.catalog import load_catalog
+from marblekit.extractor.windows import Windowing
+
+
+@pytest.mark.parametrize("seconds", [0.5, 0.999, 1.0, 4.2, 5.0, 5.5, 5.9999, 6.0, 17.3, 30.0, 31.0])
+@pytest.mark.parametrize("window_s", [1.0, 5.0, 30.0])
+def test_windows_match_marble_loop(seconds: float, window_s: float) -> None:
+    rate = 24000
+    samples = int(round(seconds * rate))
+    assert Windowing(window_s, window_s).bounds(samples, rate) == marble_windows(samples, rate, window_s)
+
+
+def test_overlapping_windows_cover_the_clip_once_with_one_tail() -> None:
+    bounds = Windowing(4.0, 2.0).bounds(11 * 100, 100)
+    assert bounds == [(0, 400), (200, 600), (400, 800), (600, 1000), (800, 1100)]
+
+
+def test_window_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="--window"):
+        Windowing(0.5, 0.5)
+    with pytest.raises(ValueError, match="--hop"):
+        Windowing(5.0, 0.0)
+
+
+def test_directory_catalog_is_recursive_sorted_and_filtered(tmp_path) -> None:
+    for name in ("b/z.flac", "a.wav", "b/a.MP3", "notes.txt", "c/d/e.ogg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    entries = load_catalog(tmp_path)
+    assert [e.id for e in entries] == ["a.wav", "b/a.MP3", "b/z.flac", "c/d/e.ogg"]
+    assert all(e.path == tmp_path / e.id and not e.error for e in entries)
+
+
+def test_directory_catalog_flags_links_that_leave_the_root(tmp_path) -> None:
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"x")
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "escape.wav").symlink_to(outside)
+    [entry] = load_catalog(tmp_path / "cat")
+    assert "outside the catalog root" in entry.error
+
+
+def test_csv_and_jsonl_manifests_agree(tmp_path) -> None:
+    rows = [{"id": "x", "path": "a.wav", "start": "1.5", "end": "4"}, {"id": "y", "path": "sub/b.wav"}]
+    (tmp_path / "m.csv").write_text("id,path,start,end\nx,a.wav,1.5,4\ny,sub/b.wav,,\n")
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    from_csv, from_jsonl = load_catalog(tmp_path / "m.csv"), load_catalog(tmp_path / "m.jsonl")
+    assert from_csv == from_jsonl
+    assert (from_csv[0].start, from_csv[0].end, from_csv[1].end) == (1.5, 4.0, None)
+    assert from_csv[1].path == tmp_path / "sub" / "b.wav"
+
+
+def test_manifest_row_problems_become_entry_errors(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,path,start,end\na,a.wav,,\na,b.wav,,\nb,../secret.wav,,\nc,c.wav,5,2\nd,d.wav,x,\n"
+                        ",e.wav,,\n")
+    entries = load_catalog(manifest, root=root)
+    errors = {e.id: e.error for e in entries}
+    assert errors["a"] == ""
+    assert "duplicate id 'a'" in errors["a#row1"]
+    assert "outside the catalog root" in errors["b"]
+    assert "end=2.0 must be after start=5.0" in errors["c"]
+    assert "start='x' must be a finite number of seconds" in errors["d"]
+    assert "id and path are both required" in errors["row7"]
+    assert len({e.id for e in entries}) == len(entries)
+
+
+def test_manifest_without_the_columns_is_refused(tmp_path) -> None:
+    (tmp_path / "m.csv").write_text("name,file\na,b\n")
+    with pytest.raises(ValueError, match="id and path"):
+        load_catalog(tmp_path / "m.csv")

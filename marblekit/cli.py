@@ -12,6 +12,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("marblekit.commands.models", "list the backbones with their rates, shapes and weights"),
     "export": ("marblekit.export.command", "export a backbone to ONNX / TensorRT into a Triton repository"),
+    "serve": ("marblekit.serving.command", "serve a model repository with the embedded CPU Triton"),
     "bench": ("marblekit.commands.bench", "benchmarks (backbone, ...) with side-by-side ratios"),
 }
 

@@ -30,6 +30,7 @@ from types import TracebackType
 from .environment import TritonEnvironment, locate
 
 _PR_SET_PDEATHSIG = 1
+_SHM_DIR = Path("/dev/shm")
 _LOG_TAIL_LINES = 40
 
 
@@ -74,6 +75,7 @@ class EmbeddedTriton:
         self.shm_growth_bytes = shm_growth_bytes
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
+        self._shm_prefix = ""
 
     def _check_models(self, models: Sequence[str] | None) -> list[str]:
         if not self.repo.is_dir():
@@ -133,6 +135,7 @@ class EmbeddedTriton:
         for name, port in self._requested_ports.items():
             self.ports.setdefault(name, port or free_port(self.host))
         self._workdir = Path(tempfile.mkdtemp(prefix="marblekit-triton-"))
+        self._shm_prefix = f"marblekit{os.getpid()}-{uuid.uuid4().hex[:8]}-"  # this server's python-backend regions
         backends = self._workdir / "backends"
         shutil.copytree(self.env.backends, backends)
         shutil.copy2(self.env.stub, backends / "python" / self.env.stub.name)
@@ -149,7 +152,6 @@ class EmbeddedTriton:
         return self
 
     def _command(self, backends: Path) -> list[str]:
-        prefix = f"marblekit{os.getpid()}-{uuid.uuid4().hex[:8]}-"  # python-backend shm regions: one set per server
         return [
             str(self.env.binary),
             f"--model-repository={self.repo}",
@@ -167,7 +169,7 @@ class EmbeddedTriton:
             "--allow-gpu-metrics=false",
             f"--backend-config=python,shm-default-byte-size={self.shm_default_bytes}",
             f"--backend-config=python,shm-growth-byte-size={self.shm_growth_bytes}",
-            f"--backend-config=python,shm-region-prefix-name={prefix}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
         ]
 
     def _wait_ready(self) -> None:
@@ -210,11 +212,15 @@ class EmbeddedTriton:
             pass
 
     def _reap(self) -> None:
-        """After the server is gone: kill stragglers of its group, remove the backend copy (and default log)."""
+        """After the server is gone: kill stragglers of its group, remove the shared-memory regions a killed
+        server leaves behind, the backend copy and the default log."""
         if self._process is not None:
             self._signal_group(signal.SIGKILL)
             self._process.wait()
             self._process = None
+        if self._shm_prefix:
+            for region in _SHM_DIR.glob(f"{self._shm_prefix}*"):
+                region.unlink(missing_ok=True)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

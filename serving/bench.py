@@ -78,8 +78,8 @@ def bench_serve(args: argparse.Namespace) -> ServeBenchReport:
     session = ort.InferenceSession(str(repo / args.model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     report = ServeBenchReport(args.model, args.windows, args.window_seconds, args.batch, args.in_flight, args.repeats)
     triton_env = Path(args.triton_env) if args.triton_env else None
-    with EmbeddedTriton(repo, [args.model], grpc_port=0, http_port=0, metrics_port=0, triton_env=triton_env) as server, \
-            ModelClient(server.grpc_url, args.model) as client:
+    server = EmbeddedTriton(repo, [args.model], grpc_port=0, http_port=0, metrics_port=0, triton_env=triton_env)
+    with server, ModelClient(server.grpc_url, args.model) as client:
         served = client.metadata()
         samples = int(round(args.window_seconds * served.sample_rate))
         rng = np.random.default_rng(0)

@@ -5,8 +5,11 @@ the same model.onnx files."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -141,18 +144,56 @@ def test_unknown_model_is_refused_before_starting(repo: Path) -> None:
 
 
 def test_killed_server_is_unavailable_then_serves_again_after_restart(server: EmbeddedTriton, sessions) -> None:
-    """Runs last in this module: it kills the module's server (SIGKILL to its process group) and restarts it."""
+    """Kills the module's server (SIGKILL to its process group, as a crash would) and restarts it."""
     waveform = _audio(3, 2, 16000)
     expected = _reference(sessions[HANDCRAFTED], waveform)["pooled"]
     with ModelClient(server.grpc_url, HANDCRAFTED, timeout=10) as client:
         np.testing.assert_allclose(client.infer(waveform)["pooled"], expected, rtol=1e-6, atol=1e-6)
-        regions = set(Path("/dev/shm").glob(f"marblekit{os.getpid()}-*"))
+        ours = f"marblekit{os.getpid()}-*"  # the launcher prefixes its regions with its pid
+        regions = set(Path("/dev/shm").glob(ours))
         assert regions, "the Python backend's shared-memory regions were expected under /dev/shm"
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
         with pytest.raises(ServerUnavailable, match="UNAVAILABLE.*marblekit serve"):
             client.infer(waveform)
         server.start()
-        assert not regions & set(Path("/dev/shm").glob(f"marblekit{os.getpid()}-*")), "the killed server's regions leaked"
+        assert not regions & set(Path("/dev/shm").glob(ours)), "the killed server's regions leaked"
         client.wait_ready(timeout=30)
         np.testing.assert_allclose(client.infer(waveform)["pooled"], expected, rtol=1e-6, atol=1e-6)
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (a reaped-later zombie holds nothing)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_command_stops_with_all_its_processes(repo: Path, tmp_path: Path, signum: int) -> None:
+    command = [sys.executable, "-m", "marblekit.cli", "serve", "--repo", str(repo), "--models", HANDCRAFTED,
+               "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--log", str(tmp_path / "triton.log")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as serve:
+        banner = []
+        for line in serve.stdout:
+            banner.append(line)
+            if "Ctrl-C stops it." in line:
+                break
+        text = "".join(banner)
+        pid = int(re.search(r"Triton ready \(pid (\d+)\)", text).group(1))
+        grpc_url = re.search(r"gRPC\s+(\S+)", text).group(1)
+        assert (tmp_path / "triton.log").stat().st_size > 0
+        with ModelClient(grpc_url, HANDCRAFTED) as client:
+            assert client.infer(_audio(0, 1, 16000))["pooled"].shape == (1, 4, 128)
+        assert _live_members(pid)
+        serve.send_signal(signum)
+        rest = serve.communicate(timeout=60)[0]
+    assert serve.returncode == 0, text + rest
+    assert "stopped" in rest
+    assert _live_members(pid) == [], "tritonserver or a backend stub outlived marblekit serve"

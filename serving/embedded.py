@@ -8,6 +8,8 @@ process outlives it. It is a context manager for the extractor, the demo and the
         client = ModelClient(server.grpc_url, "mert-v1-95m")
 
 A port of 0 picks a free port once, at the first start; restarts keep it so clients can reconnect.
+The server is bound to the thread that starts it (Linux parent-death signal): if that thread ends without
+stopping it, the server stops too, so start it from the thread that owns its lifetime.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -50,9 +52,13 @@ def repository_models(repo: Path) -> list[str]:
     return sorted(path.parent.name for path in repo.glob("*/config.pbtxt"))
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the server gets SIGTERM if the launching process dies without stopping it."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent_hook() -> Callable[[], None]:
+    """A pre-exec hook: the server gets SIGTERM if the thread that started it dies without stopping it.
+
+    libc is resolved here, in the parent, so the forked child only makes the one system call.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedTriton:
@@ -143,7 +149,8 @@ class EmbeddedTriton:
         with open(self.log_file, "ab") as log:
             self._process = subprocess.Popen(
                 self._command(backends), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.env.process_env(dict(os.environ)), start_new_session=True, preexec_fn=_die_with_parent)
+                env=self.env.process_env(dict(os.environ)), start_new_session=True,
+                preexec_fn=_die_with_parent_hook())
         try:
             self._wait_ready()
         except BaseException:
@@ -174,13 +181,14 @@ class EmbeddedTriton:
 
     def _wait_ready(self) -> None:
         url = f"http://{self.http_url}/v2/health/ready"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if not self.running():
                 raise TritonStartupError(f"tritonserver exited with status {self._process.returncode} while "
                                          f"starting\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with opener.open(url, timeout=2) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.triton
 
 HANDCRAFTED = "handcrafted"
 MERT = get_backbone("mert-v1-95m").with_layers(2).name
+MERT_FP16 = f"{MERT}-fp16"
 OUTPUTS = ("hidden_states", "pooled")
 
 
@@ -47,20 +48,22 @@ if _serving_env_missing():
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repo")
     export_model(get_backbone(HANDCRAFTED), repo=root, check_parity=False)
-    export_model(get_backbone("mert-v1-95m").with_layers(2), repo=root, random_init=True, check_parity=False)
+    for precision in ("fp32", "fp16"):
+        export_model(get_backbone("mert-v1-95m").with_layers(2), repo=root, random_init=True, precision=precision,
+                     check_parity=False)
     return root
 
 
 @pytest.fixture(scope="module")
 def server(repo: Path):
-    with EmbeddedTriton(repo, [HANDCRAFTED, MERT], grpc_port=0, http_port=0, metrics_port=0) as running:
+    with EmbeddedTriton(repo, [HANDCRAFTED, MERT, MERT_FP16], grpc_port=0, http_port=0, metrics_port=0) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def sessions(repo: Path) -> dict[str, ort.InferenceSession]:
     return {name: ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-            for name in (HANDCRAFTED, MERT)}
+            for name in (HANDCRAFTED, MERT, MERT_FP16)}
 
 
 def _audio(seed: int, batch: int, samples: int) -> np.ndarray:
@@ -71,15 +74,15 @@ def _reference(session: ort.InferenceSession, waveform: np.ndarray) -> dict[str,
     return dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"waveform": waveform})))
 
 
-@pytest.mark.parametrize("model, rate", [(HANDCRAFTED, 16000), (MERT, 24000)])
+@pytest.mark.parametrize("model, rate", [(HANDCRAFTED, 16000), (MERT, 24000), (MERT_FP16, 24000)])
 def test_results_equal_in_process_onnxruntime(server: EmbeddedTriton, sessions, model: str, rate: int) -> None:
     with ModelClient(server.grpc_url, model) as client:
-        for seed, (batch, samples) in enumerate([(1, rate), (3, int(2.3 * rate))]):
+        for seed, (batch, samples) in enumerate([(1, rate), (2, int(1.7 * rate))]):
             waveform = _audio(seed, batch, samples)
             served = client.infer(waveform, outputs=OUTPUTS)
             expected = _reference(sessions[model], waveform)
             for name in OUTPUTS:
-                assert served[name].shape == expected[name].shape
+                assert (served[name].shape, served[name].dtype) == (expected[name].shape, expected[name].dtype)
                 np.testing.assert_allclose(served[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
@@ -139,7 +142,7 @@ def test_a_model_that_fails_to_load_stops_startup_with_the_log(repo: Path, tmp_p
 
 
 def test_unknown_model_is_refused_before_starting(repo: Path) -> None:
-    with pytest.raises(ValueError, match=f"nope not in .*available: {HANDCRAFTED}, {MERT}"):
+    with pytest.raises(ValueError, match=f"nope not in .*available: {HANDCRAFTED}, {MERT}, {MERT_FP16}"):
         EmbeddedTriton(repo, ["nope"])
 
 

@@ -2,9 +2,12 @@
 
 ``EmbeddedTriton`` starts the server with explicit model control on loopback addresses, waits until it
 reports ready, and stops it with its whole process group (the server and its Python-backend stubs), so no
-process outlives it. It is a context manager for the extractor, the demo and the tests::
+process outlives it. The group is its own, so a terminal's Ctrl-C reaches only the launcher, which then stops
+the server; the session is the caller's, so the server competes for CPU in the caller's scheduling group (a
+new session would get its own autogroup share and distort ``marblekit bench serve`` on a busy machine).
+It is a context manager for the extractor, the demo and the tests::
 
-    with EmbeddedTriton(Path("model_repository"), ["mert-v1-95m"], grpc_port=0) as server:
+    with EmbeddedTriton(Path("model_repository"), ["mert-v1-95m"], grpc_port=0, http_port=0, metrics_port=0) as server:
         client = ModelClient(server.grpc_url, "mert-v1-95m")
 
 A port of 0 picks a free port once, at the first start; restarts keep it so clients can reconnect.
@@ -149,7 +152,7 @@ class EmbeddedTriton:
         with open(self.log_file, "ab") as log:
             self._process = subprocess.Popen(
                 self._command(backends), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.env.process_env(dict(os.environ)), start_new_session=True,
+                env=self.env.process_env(dict(os.environ)), process_group=0,
                 preexec_fn=_die_with_parent_hook())
         try:
             self._wait_ready()
@@ -215,7 +218,7 @@ class EmbeddedTriton:
 
     def _signal_group(self, signum: int) -> None:
         try:
-            os.killpg(self._process.pid, signum)  # the group id is the server's pid (start_new_session)
+            os.killpg(self._process.pid, signum)  # the group id is the server's pid (process_group=0)
         except ProcessLookupError:
             pass
 

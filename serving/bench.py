@@ -80,7 +80,7 @@ def bench_serve(args: argparse.Namespace) -> ServeBenchReport:
     triton_env = Path(args.triton_env) if args.triton_env else None
     server = EmbeddedTriton(repo, [args.model], grpc_port=0, http_port=0, metrics_port=0, triton_env=triton_env)
     with server, ModelClient(server.grpc_url, args.model) as client:
-        served = client.metadata()
+        served = client.model_metadata()
         samples = int(round(args.window_seconds * served.sample_rate))
         rng = np.random.default_rng(0)
         batches = [(0.1 * rng.standard_normal((min(args.batch, args.windows - start), samples))).astype(np.float32)

@@ -95,7 +95,8 @@ class ModelClient:
                 raise ServerUnavailable(f"gave up after {timeout:g} s: {problem}")
             time.sleep(0.2)
 
-    def metadata(self) -> ServedModel:
+    def model_metadata(self) -> ServedModel:
+        """The served model's marblekit parameters (rate, accepted lengths, outputs), read once from its config."""
         if self._served is None:
             try:
                 response = self._client.get_model_config(self.model, client_timeout=self.timeout)

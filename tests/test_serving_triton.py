@@ -86,6 +86,16 @@ def test_results_equal_in_process_onnxruntime(server: EmbeddedTriton, sessions, 
                 np.testing.assert_allclose(served[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
+def test_model_metadata_comes_from_the_served_config(server: EmbeddedTriton) -> None:
+    spec = get_backbone("mert-v1-95m").with_layers(2)
+    with ModelClient(server.grpc_url, MERT_FP16) as client:
+        served = client.model_metadata()
+    assert (served.name, served.backbone, served.sample_rate, served.precision) == (MERT_FP16, spec.name, 24000, "fp16")
+    assert served.outputs == {"hidden_states": ("FP16", (spec.num_hidden_states, -1, spec.dim)),
+                              "pooled": ("FP16", (spec.num_hidden_states, spec.dim))}
+    assert served.provenance["random_init"] is True
+
+
 def test_only_requested_outputs_come_back(server: EmbeddedTriton) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     request = grpcclient.InferInput("waveform", [1, 16000], "FP32")

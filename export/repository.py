@@ -45,8 +45,7 @@ def write_model_configs(repo: Path, name: str, spec: BackboneSpec, precision: st
         model_dir / "config.pbtxt": triton_config.embedded_config(name, spec, output_type, metadata, shape),
         model_dir / "configs" / "gpu-onnxruntime.pbtxt": triton_config.gpu_onnxruntime_config(
             name, spec, output_type, metadata, shape, cache_dir="/models/.trt_cache"),
-        model_dir / "configs" / "gpu-tensorrt.pbtxt": triton_config.gpu_tensorrt_config(
-            name, spec, output_type, metadata, shape),
+        model_dir / "configs" / "gpu-tensorrt.pbtxt": triton_config.gpu_tensorrt_config(name, spec, metadata, shape),
     }
     for path, config in configs.items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -111,14 +111,11 @@ def gpu_onnxruntime_config(name: str, spec: BackboneSpec, output_type: int, meta
     )
 
 
-def gpu_tensorrt_config(name: str, spec: BackboneSpec, output_type: int, metadata: dict[str, object],
+def gpu_tensorrt_config(name: str, spec: BackboneSpec, metadata: dict[str, object],
                         shape: ServingShape) -> mc.ModelConfig:
-    """A native TensorRT plan built by ``marblekit export --format tensorrt`` on the serving GPU.
-
-    The plan is built strongly typed from the exported graph, so its outputs have the graph's dtype.
-    """
+    """A native TensorRT plan built by ``marblekit export --format tensorrt`` on the serving GPU."""
     return mc.ModelConfig(
-        name=name, platform="tensorrt_plan", max_batch_size=shape.gpu_max_batch, **_io(spec, output_type),
+        name=name, platform="tensorrt_plan", max_batch_size=shape.gpu_max_batch, **_io(spec, mc.TYPE_FP16),
         default_model_filename="model.plan",
         instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=2, profile=["0"])],
         dynamic_batching=_batching(3000, 4 * shape.gpu_max_batch),

@@ -20,6 +20,7 @@ import tritonclient.grpc as grpcclient
 
 from marblekit.backbones import get_backbone
 from marblekit.export.pipeline import export_model
+from marblekit.export.triton_config import ServingShape
 from marblekit.serving.client import ModelClient, ServerUnavailable, ServingError
 from marblekit.serving.embedded import EmbeddedTriton, TritonStartupError
 from marblekit.serving.environment import locate
@@ -94,6 +95,9 @@ def test_model_metadata_comes_from_the_served_config(server: EmbeddedTriton) -> 
     assert served.outputs == {"hidden_states": ("FP16", (spec.num_hidden_states, -1, spec.dim)),
                               "pooled": ("FP16", (spec.num_hidden_states, spec.dim))}
     assert served.provenance["random_init"] is True
+    shape = ServingShape()
+    assert served.min_samples == round(shape.min_seconds * spec.sample_rate)
+    assert served.max_samples == round(shape.max_seconds * spec.sample_rate)
 
 
 def test_only_requested_outputs_come_back(server: EmbeddedTriton) -> None:

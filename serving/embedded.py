@@ -64,6 +64,13 @@ def _die_with_parent_hook() -> Callable[[], None]:
     return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # the group id is the server's pid (process_group=0)
+    except ProcessLookupError:
+        pass
+
+
 class EmbeddedTriton:
     """One tritonserver process (and its process group) serving ``models`` of ``repo``."""
 
@@ -150,12 +157,12 @@ class EmbeddedTriton:
         shutil.copy2(self.env.stub, backends / "python" / self.env.stub.name)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
-            self._process = subprocess.Popen(
+            self._process = process = subprocess.Popen(
                 self._command(backends), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=self.env.process_env(dict(os.environ)), process_group=0,
                 preexec_fn=_die_with_parent_hook())
         try:
-            self._wait_ready()
+            self._wait_ready(process)
         except BaseException:
             self.stop()
             raise
@@ -182,13 +189,13 @@ class EmbeddedTriton:
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
         ]
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
         url = f"http://{self.http_url}/v2/health/ready"
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if not self.running():
-                raise TritonStartupError(f"tritonserver exited with status {self._process.returncode} while "
+            if process.poll() is not None:
+                raise TritonStartupError(f"tritonserver exited with status {process.returncode} while "
                                          f"starting\n{self.log_tail()}")
             try:
                 with opener.open(url, timeout=2) as response:
@@ -208,25 +215,19 @@ class EmbeddedTriton:
     def stop(self) -> None:
         """SIGTERM the process group (Triton drains in-flight requests), SIGKILL what is left after the grace."""
         if self._process is not None:
-            self._signal_group(signal.SIGTERM)
+            _signal_group(self._process, signal.SIGTERM)
             try:
                 self._process.wait(timeout=self.exit_timeout + 5)
             except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
+                _signal_group(self._process, signal.SIGKILL)
                 self._process.wait()
         self._reap()
-
-    def _signal_group(self, signum: int) -> None:
-        try:
-            os.killpg(self._process.pid, signum)  # the group id is the server's pid (process_group=0)
-        except ProcessLookupError:
-            pass
 
     def _reap(self) -> None:
         """After the server is gone: kill stragglers of its group, remove the shared-memory regions a killed
         server leaves behind, the backend copy and the default log."""
         if self._process is not None:
-            self._signal_group(signal.SIGKILL)
+            _signal_group(self._process, signal.SIGKILL)
             self._process.wait()
             self._process = None
         if self._shm_prefix:

@@ -1,5 +1,5 @@
 """The embedded Triton end to end: one server for the module, on free ports, serving the handcrafted
-features and a 2-layer random-init MERT-shaped model. References are in-process onnxruntime sessions on
+features and a 2-layer random-init MERT-shaped model (fp32 and fp16). References are in-process onnxruntime sessions on
 the same model.onnx files."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def _serving_env_missing() -> str | None:
     return None
 
 
-if _serving_env_missing():
-    pytest.skip(f"no serving environment: {_serving_env_missing()}", allow_module_level=True)
+MISSING = _serving_env_missing()
+if MISSING:
+    pytest.skip(f"no serving environment: {MISSING}", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repo: Path):
+def server(repo: Path) -> Iterator[EmbeddedTriton]:
     with EmbeddedTriton(repo, [HANDCRAFTED, MERT, MERT_FP16], grpc_port=0, http_port=0, metrics_port=0) as running:
         yield running
 

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("marblekit.commands.models", "list the backbones with their rates, shapes and weights"),
     "export": ("marblekit.export.command", "export a backbone to ONNX / TensorRT into a Triton repository"),
     "extract": ("marblekit.extractor.command", "extract a catalog's features into a resumable Zarr v3 store"),
+    "serve": ("marblekit.serving.command", "serve a model repository with the embedded CPU Triton"),
     "bench": ("marblekit.commands.bench", "benchmarks (backbone, ...) with side-by-side ratios"),
     "synth": ("marblekit.synth.command", "render the synthetic labelled music suite with FluidSynth"),
 }

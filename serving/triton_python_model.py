@@ -5,7 +5,8 @@ the serving environment (numpy, onnxruntime), so it imports nothing from marblek
 
 The Python backend hands ``execute`` a list of requests and does not merge them: requests with equal
 lengths are concatenated into one onnxruntime call (never padded: padding changes group-norm outputs)
-and the result is split back per request. A bad request gets its own error response; the rest are served.
+and the result is split back per request. A bad request gets its own INVALID_ARG error response and the rest
+are served; an onnxruntime failure fails only the requests of its group.
 """
 
 import json
@@ -16,6 +17,10 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 INPUT_NAME = "waveform"
+
+
+def _error(message, code):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
 class TritonPythonModel:
@@ -49,14 +54,20 @@ class TritonPythonModel:
             waveform = pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy()
             problem = self._problem(waveform)
             if problem:
-                responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(problem))
+                responses[index] = _error(problem, pb_utils.TritonError.INVALID_ARG)
                 continue
             wanted = list(request.requested_output_names()) or self.output_names
             by_length.setdefault(waveform.shape[1], []).append((index, waveform, wanted))
         for group in by_length.values():
             names = [name for name in self.output_names if any(name in wanted for _, _, wanted in group)]
             batch = np.concatenate([waveform for _, waveform, _ in group]).astype(np.float32, copy=False)
-            results = dict(zip(names, self.session.run(names, {INPUT_NAME: batch})))
+            try:
+                results = dict(zip(names, self.session.run(names, {INPUT_NAME: batch})))
+            except Exception as err:  # onnxruntime raises several unrelated types; report, keep serving
+                for index, _, _ in group:
+                    responses[index] = _error(f"onnxruntime failed on a batch of {len(batch)}: {err}",
+                                              pb_utils.TritonError.INTERNAL)
+                continue
             start = 0
             for index, waveform, wanted in group:
                 stop = start + waveform.shape[0]

@@ -1,0 +1,141 @@
+"""A small gRPC client for one served marblekit model: what the model expects, and waveforms in, arrays out.
+
+It asks only for the outputs the caller names (Triton then sends only those bytes: ``pooled`` is hundreds of
+times smaller than ``hidden_states``), gives every call a deadline, and turns Triton's status codes into
+errors that say what happened. High-throughput pipelines (the extractor) build on tritonclient directly and
+can reuse ``served_model`` and ``translate_error``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+INPUT_NAME = "waveform"
+
+
+class ServingError(RuntimeError):
+    """Triton answered with an error (bad input, missing model, deadline); the message is the server's."""
+
+
+class ServerUnavailable(ServingError):
+    """No Triton answers at the address, or it refused the request for now (queue full): retry later."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What a served model expects and returns, read from its Triton config (written by ``marblekit export``)."""
+
+    name: str
+    backbone: str
+    sample_rate: int
+    min_samples: int
+    max_samples: int
+    max_batch_size: int
+    precision: str
+    outputs: dict[str, tuple[str, tuple[int, ...]]]  # name -> (Triton dtype, dims without the batch axis)
+    spec: dict[str, object]
+    provenance: dict[str, object]
+
+
+def served_model(config: mc.ModelConfig) -> ServedModel:
+    """Parse the marblekit parameters of a model config (as returned by ``get_model_config``)."""
+    params = {key: value.string_value for key, value in config.parameters.items()}
+    if "marblekit_spec" not in params:
+        raise ServingError(f"model {config.name!r} was not exported by marblekit (no 'marblekit_spec' parameter)")
+    spec = json.loads(params["marblekit_spec"])
+    return ServedModel(
+        name=config.name, backbone=params["marblekit_backbone"], sample_rate=int(spec["sample_rate"]),
+        min_samples=int(params["min_samples"]), max_samples=int(params["max_samples"]),
+        max_batch_size=config.max_batch_size, precision=params["precision"],
+        outputs={out.name: (mc.DataType.Name(out.data_type).removeprefix("TYPE_"), tuple(out.dims))
+                 for out in config.output},
+        spec=spec, provenance=json.loads(params["marblekit_provenance"]),
+    )
+
+
+def translate_error(err: InferenceServerException, url: str, model: str, timeout: float) -> ServingError:
+    """A tritonclient exception as the ServingError a caller can act on (retry only ServerUnavailable)."""
+    status, message = str(err.status() or ""), err.message()
+    if status.endswith("UNAVAILABLE"):
+        return ServerUnavailable(f"Triton at {url} is unavailable for {model!r} (UNAVAILABLE: {message}); "
+                                 f"is `marblekit serve` running there?")
+    if status.endswith("DEADLINE_EXCEEDED"):
+        return ServingError(f"{model!r} at {url} did not answer within {timeout:g} s (DEADLINE_EXCEEDED)")
+    return ServingError(f"{model!r} at {url} rejected the request ({status or 'error'}): {message}")
+
+
+class ModelClient:
+    """Synchronous client for one model on one server; safe to share between threads."""
+
+    def __init__(self, url: str, model: str, timeout: float = 60.0):
+        self.url, self.model, self.timeout = url, model, timeout
+        self._client = grpcclient.InferenceServerClient(url)
+        self._served: ServedModel | None = None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Poll until the model is ready: after a server restart the channel answers UNAVAILABLE until gRPC's
+        reconnect backoff (about a second, growing) has passed, so callers wait here instead of failing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self._client.is_model_ready(self.model, client_timeout=min(self.timeout, 5.0)):
+                    return
+                problem = f"{self.model!r} is not ready"
+            except InferenceServerException as err:
+                problem = str(translate_error(err, self.url, self.model, self.timeout))
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"gave up after {timeout:g} s: {problem}")
+            time.sleep(0.2)
+
+    def model_metadata(self) -> ServedModel:
+        """The served model's marblekit parameters (rate, accepted lengths, outputs), read once from its config."""
+        if self._served is None:
+            try:
+                response = self._client.get_model_config(self.model, client_timeout=self.timeout)
+            except InferenceServerException as err:
+                raise translate_error(err, self.url, self.model, self.timeout) from None
+            self._served = served_model(response.config)
+        return self._served
+
+    def infer(self, waveforms: np.ndarray, outputs: Sequence[str] = ("pooled",),
+              request_id: str = "") -> dict[str, np.ndarray]:
+        """Run ``waveforms`` [batch, samples] (float32 at the model's rate); only ``outputs`` come back.
+
+        The array goes out as it is, so a wrong dtype or shape is reported by the server, not guessed at here.
+        """
+        array = np.ascontiguousarray(waveforms)
+        request = grpcclient.InferInput(INPUT_NAME, list(array.shape), np_to_triton_dtype(array.dtype))
+        request.set_data_from_numpy(array)
+        wanted = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        try:
+            result = self._client.infer(self.model, [request], outputs=wanted, request_id=request_id,
+                                        client_timeout=self.timeout)
+        except InferenceServerException as err:
+            raise translate_error(err, self.url, self.model, self.timeout) from None
+        return {name: result.as_numpy(name) for name in outputs}
+
+    def execution_counts(self) -> tuple[int, int]:
+        """(requests served, model executions) so far; fewer executions than requests means batching happened."""
+        try:
+            stats = self._client.get_inference_statistics(self.model, client_timeout=self.timeout)
+        except InferenceServerException as err:
+            raise translate_error(err, self.url, self.model, self.timeout) from None
+        model_stats = stats.model_stats[0]
+        return int(model_stats.inference_stats.success.count), int(model_stats.execution_count)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "ModelClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

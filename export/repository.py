@@ -3,7 +3,8 @@
 Layout::
 
     <repo>/<name>/config.pbtxt           embedded CPU Triton (Python backend + onnxruntime)
-    <repo>/<name>/configs/*.pbtxt        NGC Triton on GPUs (--model-config-name gpu-onnxruntime | gpu-tensorrt)
+    <repo>/<name>/configs/*.pbtxt        NGC Triton on GPUs (--model-config-name gpu-onnxruntime, and
+                                         gpu-tensorrt for fp16 exports)
     <repo>/<name>/1/model.onnx           the graph; model.plan beside it after a TensorRT build
     <repo>/<name>/1/model.py             the Python-backend runner
     <repo>/<name>/marblekit.json         spec, provenance and checksums, for humans and the extractor
@@ -45,8 +46,10 @@ def write_model_configs(repo: Path, name: str, spec: BackboneSpec, precision: st
         model_dir / "config.pbtxt": triton_config.embedded_config(name, spec, output_type, metadata, shape),
         model_dir / "configs" / "gpu-onnxruntime.pbtxt": triton_config.gpu_onnxruntime_config(
             name, spec, output_type, metadata, shape, cache_dir="/models/.trt_cache"),
-        model_dir / "configs" / "gpu-tensorrt.pbtxt": triton_config.gpu_tensorrt_config(name, spec, metadata, shape),
     }
+    if precision == "fp16":  # TensorRT engines are built from the fp16 graph only
+        configs[model_dir / "configs" / "gpu-tensorrt.pbtxt"] = triton_config.gpu_tensorrt_config(
+            name, spec, metadata, shape)
     for path, config in configs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(triton_config.to_text(config))

@@ -3,7 +3,7 @@
 Three configs per model, all over the same graph and I/O:
   ``config.pbtxt``                 the embedded CPU default: Python backend running onnxruntime;
   ``configs/gpu-onnxruntime.pbtxt`` the NGC container: ONNX Runtime with the TensorRT EP in FP16;
-  ``configs/gpu-tensorrt.pbtxt``    the NGC container: a native TensorRT plan (``model.plan``).
+  ``configs/gpu-tensorrt.pbtxt``    the NGC container: a native TensorRT plan (``model.plan``; fp16 exports).
 Triton picks one of ``configs/`` with ``--model-config-name``.
 """
 

@@ -100,3 +100,12 @@ def locate(venv: Path | None = None) -> TritonEnvironment:
                 f"serving environment {venv} lacks {required}; install nvidia-pytriton there "
                 f"(pip install -r serving/requirements-triton.txt)")
     return env
+
+
+def environment_problem(venv: Path | None = None) -> str | None:
+    """None when the serving environment is usable, else why not (tests skip with this reason)."""
+    try:
+        locate(venv)
+    except (FileNotFoundError, subprocess.CalledProcessError) as err:
+        return str(err)
+    return None

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import triton_server
 from extract_helpers import MERT, extract_args, model_repo, write_tone  # noqa: F401
 from tritonclient.utils import InferenceServerException
 
@@ -14,15 +13,18 @@ from marblekit.cli import main
 from marblekit.extractor.engine import POOLED, InferenceError
 from marblekit.extractor.store import open_pooled
 from marblekit.extractor.triton import TritonEngine
+from marblekit.serving.embedded import EmbeddedTriton, free_port
+from marblekit.serving.environment import environment_problem
 
-pytestmark = [pytest.mark.triton,
-              pytest.mark.skipif(not triton_server.available(), reason="no serving environment (.venv-triton)")]
+MISSING = environment_problem()
+pytestmark = [pytest.mark.triton, pytest.mark.skipif(MISSING is not None, reason=f"no serving environment: {MISSING}")]
 
 
 @pytest.fixture(scope="module")
 def server(model_repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    with triton_server.triton_server(model_repo.resolve(), tmp_path_factory.mktemp("triton")) as url:
-        yield url
+    log = tmp_path_factory.mktemp("triton") / "triton.log"
+    with EmbeddedTriton(model_repo, grpc_port=0, http_port=0, metrics_port=0, log_path=log) as triton:
+        yield triton.grpc_url
 
 
 def test_triton_store_equals_local_store(server: str, model_repo: Path, tmp_path: Path) -> None:
@@ -80,4 +82,4 @@ def test_retries_unavailable_and_fails_fast_on_bad_requests(server: str, monkeyp
 
 def test_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="not ready after"):
-        TritonEngine(f"127.0.0.1:{triton_server._free_port()}", MERT, startup_timeout_s=1.0)
+        TritonEngine(f"127.0.0.1:{free_port('127.0.0.1')}", MERT, startup_timeout_s=1.0)

@@ -24,7 +24,7 @@ from marblekit.export.pipeline import export_model
 from marblekit.export.triton_config import ServingShape
 from marblekit.serving.client import ModelClient, ServerUnavailable, ServingError
 from marblekit.serving.embedded import EmbeddedTriton, TritonStartupError
-from marblekit.serving.environment import locate
+from marblekit.serving.environment import environment_problem
 
 pytestmark = pytest.mark.triton
 
@@ -34,15 +34,7 @@ MERT_FP16 = f"{MERT}-fp16"
 OUTPUTS = ("hidden_states", "pooled")
 
 
-def _serving_env_missing() -> str | None:
-    try:
-        locate()
-    except FileNotFoundError as err:
-        return str(err)
-    return None
-
-
-MISSING = _serving_env_missing()
+MISSING = environment_problem()
 if MISSING:
     pytest.skip(f"no serving environment: {MISSING}", allow_module_level=True)
 

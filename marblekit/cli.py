@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("marblekit.commands.models", "list the backbones with their rates, shapes and weights"),
     "export": ("marblekit.export.command", "export a backbone to ONNX / TensorRT into a Triton repository"),
     "bench": ("marblekit.commands.bench", "benchmarks (backbone, ...) with side-by-side ratios"),
+    "probe": ("marblekit.probes.command", "score a feature store on a MARBLE task: the whole probe grid in one job"),
+    "report": ("marblekit.probes.report", "MARBLE-style table and per-layer plot across probe results"),
 }
 
 

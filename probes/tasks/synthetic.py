@@ -58,7 +58,7 @@ class SyntheticTask(Task):
         meta = read_task_json(root)
         if meta["kind"] != self.kind:
             raise ValueError(f"{root / 'task.json'}: kind is {meta['kind']!r} but {self.name} is a {self.kind} task")
-        names = next((tuple(meta[k]) for k in NAME_KEYS if k in meta), KEY_NAMES if self.kind == "key" else ())
+        names = next((tuple(meta[k]) for k in NAME_KEYS if k in meta), ())
         vocabulary = {n: i for i, n in enumerate(names)}
         manifest = require_file(root / "manifest.jsonl", "the synthetic task's manifest.jsonl")
         items = []
@@ -71,12 +71,20 @@ class SyntheticTask(Task):
                 raise ValueError(f"{where}: split must be one of {SPLITS}, got {row.get('split')!r}")
             group = str(row.get("group", row["path"])) if self.kind == "key" else None
             items.append(Item(row["path"], row["split"], _label(self.kind, row["label"], vocabulary, where), group))
-        if not names:
-            width = len(items[0].label) if self.kind == "regression" else 1 + max(int(i.label) for i in items)
-            names = tuple(f"output {i}" for i in range(width)) if self.kind != "beat" else ("no beat", "beat")
+        return Dataset(items, self._outputs(names, items))
+
+    def _outputs(self, names: tuple[str, ...], items: list[Item]) -> tuple[str, ...]:
+        """Output names: fixed for beat and key, else task.json's, else numbered from the labels."""
         if self.kind == "beat":
-            names = ("no beat", "beat")
-        return Dataset(items, names)
+            return ("no beat", "beat")
+        if self.kind == "key":
+            return KEY_NAMES
+        if names:
+            return names
+        if self.kind == "separation":
+            return tuple(items[0].label)
+        width = len(items[0].label) if self.kind == "regression" else 1 + max(int(i.label) for i in items)
+        return tuple(f"output {i}" for i in range(width))
 
 
 _HELP = "a task folder written by marblekit synth (task.json + manifest.jsonl)"

@@ -1,18 +1,16 @@
-"""The grid trainer, in every mode, against a plain per-configuration PyTorch loop: nn.Linear layers,
-torch.optim.Adam, torch's ReduceLROnPlateau, early stopping and a best-state copy, same seeds, same data
-order and the same dropout masks."""
+"""The grid trainer, in every mode, against a plain per-configuration PyTorch loop (marblekit.probes.reference:
+nn.Linear layers, torch.optim.Adam, torch's ReduceLROnPlateau, early stopping and a best-state copy) with the
+same seeds, the same data order and the same dropout masks."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from marblekit.probes import grid
 from marblekit.probes.evaluators import MulticlassEvaluator
+from marblekit.probes.reference import ReferenceProbe, fit
 
 SEED = 1234
 SCHEDULE = grid.Schedule(loss="ce", max_epochs=10, plateau_patience=1, stop_patience=3)
@@ -51,66 +49,33 @@ def synthetic_task() -> grid.ProbeData:
         evaluator=MulticlassEvaluator({"valid": sets["valid"][1], "test": sets["test"][1]}))
 
 
-class ReferenceProbe(nn.Module):
-    def __init__(self, dim: int, n_layers: int, n_classes: int, layer: int | None) -> None:
-        super().__init__()
-        torch.manual_seed(SEED)
-        self.layer = layer
-        self.first = nn.Linear(dim, 512)
-        self.second = nn.Linear(512, n_classes)
-        self.mix = nn.Parameter(torch.randn(1, n_layers - 1, 1)) if layer is None else None
-
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        if self.layer is None:
-            h = (x[:, 1:] * torch.softmax(self.mix, dim=1)).sum(1)
-        else:
-            h = x[:, self.layer]
-        h = torch.relu(self.first(h))
-        if keep is not None:
-            h = h * keep / 0.8
-        return self.second(h)
-
-
 def reference_run(data: grid.ProbeData, config: grid.ProbeConfig, probe_id: int) -> tuple[list[float], float]:
     """One configuration the standard way; returns the validation curve and test accuracy at the best state."""
-    model = ReferenceProbe(data.features.shape[2], data.features.shape[1], data.n_outputs, config.layer)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5,
-                                                           patience=SCHEDULE.plateau_patience)
+    model = ReferenceProbe(data.features.shape[2], data.features.shape[1], data.n_outputs, config.layer, SEED)
     masks = grid.SeededDropout(SEED)
     features = torch.from_numpy(data.features).float()
     rng = np.random.default_rng(SEED)
     train = data.train
+    step = 0
 
-    def evaluate(split: grid.EvalSet, labels: np.ndarray) -> float:
-        with torch.no_grad():
-            out = model(features[split.rows], None).numpy()
-        sums = np.zeros((split.n_items, out.shape[1]))
-        np.add.at(sums, split.row_item, out)
-        return float((sums.argmax(1) == labels).mean())
-
-    curve, best, best_state, wait, step = [], -np.inf, None, 0, 0
-    for _ in range(SCHEDULE.max_epochs):
+    def batches():
+        nonlocal step
         order = rng.permutation(train.n_items)
         for start in range(0, train.n_items, 64):
             rows = np.concatenate([train.rows[train.offsets[i]:train.offsets[i + 1]] for i in order[start:start + 64]])
             keep = masks(np.array([probe_id]), step, len(rows))[0]
-            loss = nn.functional.cross_entropy(model(features[rows], keep), torch.from_numpy(train.targets[rows]))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
             step += 1
-        value = evaluate(data.valid, data.evaluator.labels["valid"])
-        curve.append(value)
-        scheduler.step(value)
-        if value > best:
-            best, best_state, wait = value, copy.deepcopy(model.state_dict()), 0
-        else:
-            wait += 1
-            if wait >= SCHEDULE.stop_patience:
-                break
-    model.load_state_dict(best_state)
-    return curve, evaluate(data.test, data.evaluator.labels["test"])
+            yield features[rows], torch.from_numpy(train.targets[rows]), keep
+
+    def evaluate(probe: ReferenceProbe, split: grid.EvalSet, labels: np.ndarray) -> float:
+        out = probe(features[split.rows]).detach().numpy()
+        sums = np.zeros((split.n_items, out.shape[1]))
+        np.add.at(sums, split.row_item, out)
+        return float((sums.argmax(1) == labels).mean())
+
+    curve, model = fit(model, config, SCHEDULE, batches,
+                       lambda probe: evaluate(probe, data.valid, data.evaluator.labels["valid"]))
+    return curve, evaluate(model, data.test, data.evaluator.labels["test"])
 
 
 @pytest.fixture(scope="module")

@@ -352,12 +352,13 @@ class ProbeGroup:
         self.layers = self.layers.new_tensor([c.layer if c.layer is not None else 0 for c in self.configs])
 
 
-def _batch_rows(train: TrainSet, items: np.ndarray) -> np.ndarray:
-    """Feature rows of these items in item order, windows flattened (the reference's collate)."""
+def _batch_positions(train: TrainSet, items: np.ndarray) -> np.ndarray:
+    """Positions in ``train.rows`` / ``train.targets`` of these items' rows, in item order, windows
+    flattened (the reference's collate)."""
     starts, ends = train.offsets[items], train.offsets[items + 1]
     lengths = ends - starts
-    position = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return train.rows[np.repeat(starts, lengths) + position]
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + within
 
 
 def evaluate_outputs(group: ProbeGroup, features: Any, split: EvalSet) -> np.ndarray:
@@ -407,15 +408,15 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
         n_batches = 0
         order = shuffle.permutation(data.train.n_items)
         for start in range(0, data.train.n_items, BATCH_ITEMS):
-            rows = _batch_rows(data.train, order[start:start + BATCH_ITEMS])
-            index = torch.as_tensor(rows, device=features.device)
-            x = features[index].float()
+            positions = _batch_positions(data.train, order[start:start + BATCH_ITEMS])
+            rows = data.train.rows[positions]
+            x = features[torch.as_tensor(rows, device=features.device)].float()
             if dropout_masks is not None:
                 keep = dropout_masks(group.ids[group.live], step, len(rows)).to(device)
             else:
                 keep = torch.rand(group.n_live, len(rows), HIDDEN, generator=group.generator,
                                   device=device) >= DROPOUT
-            per_probe = group.loss(group.forward(x, keep), targets[torch.as_tensor(rows, device=device)])
+            per_probe = group.loss(group.forward(x, keep), targets[torch.as_tensor(positions, device=device)])
             per_probe.sum().backward()
             group.adam_step()
             loss_sum += per_probe.detach().double()

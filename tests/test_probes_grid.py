@@ -29,7 +29,7 @@ def synthetic_task() -> grid.ProbeData:
     features[:, 1] += 0.8 * centres[labels[row_item]]
     features[:, 2] += 0.4 * centres[labels[row_item]]
     features = features.astype(np.float16)
-    split = np.repeat(np.array(["train", "valid", "test"]), [90, 30, 30])
+    split = rng.permutation(np.repeat(np.array(["train", "valid", "test"]), [90, 30, 30]))
 
     def rows_of(name):
         items = np.flatnonzero(split == name)
@@ -62,10 +62,10 @@ def reference_run(data: grid.ProbeData, config: grid.ProbeConfig, probe_id: int)
         nonlocal step
         order = rng.permutation(train.n_items)
         for start in range(0, train.n_items, 64):
-            rows = np.concatenate([train.rows[train.offsets[i]:train.offsets[i + 1]] for i in order[start:start + 64]])
-            keep = masks(np.array([probe_id]), step, len(rows))[0]
+            positions = np.concatenate([np.arange(train.offsets[i], train.offsets[i + 1]) for i in order[start:start + 64]])
+            keep = masks(np.array([probe_id]), step, len(positions))[0]
             step += 1
-            yield features[rows], torch.from_numpy(train.targets[rows]), keep
+            yield features[train.rows[positions]], torch.from_numpy(train.targets[positions]), keep
 
     def evaluate(probe: ReferenceProbe, split: grid.EvalSet, labels: np.ndarray) -> float:
         out = probe(features[split.rows]).detach().numpy()

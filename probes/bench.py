@@ -50,7 +50,7 @@ def gtzan_like(layers: int, dim: int, classes: int, seed: int) -> tuple[np.ndarr
     basis = np.linalg.qr(rng.normal(size=(dim, 32)))[0].T
     strength = np.exp(-0.5 * ((np.arange(layers) - layers * 0.55) / (layers * 0.2)) ** 2)
     features = rng.normal(size=(n, layers, dim)).astype(np.float32)
-    features += 0.6 * strength[None, :, None] * (centres[labels] @ basis)[:, None, :]
+    features += 0.5 * strength[None, :, None] * (centres[labels] @ basis)[:, None, :]
     splits = [s for s, k in SPLIT_SIZES.items() for _ in range(k)]
     return features.astype(np.float16), labels, splits
 

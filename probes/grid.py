@@ -269,7 +269,8 @@ class ProbeGroup:
         beta1, beta2, eps = 0.9, 0.999, 1e-8
         correction1 = 1 - beta1 ** self.step_count
         correction2_sqrt = math.sqrt(1 - beta2 ** self.step_count)
-        lr = self.lr[self.live].to(self.device, torch.float32)
+        # lr / (1 - beta1^t) in float64 then rounded once, as torch does with its Python-float step size
+        step_size = (self.lr[self.live] / correction1).to(self.device, torch.float32)
         with torch.no_grad():
             for name, param in self.params.items():
                 if param.grad is None or param.shape[0] == 0:
@@ -279,9 +280,8 @@ class ProbeGroup:
                 exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(eps)
-                probe_lr = lr[self.is_mix] if name == "mix" else lr
-                step = (probe_lr / correction1).view(-1, *[1] * (param.dim() - 1))
-                param.sub_(step * exp_avg / denom)
+                step = (step_size[self.is_mix] if name == "mix" else step_size).view(-1, *[1] * (param.dim() - 1))
+                param.addcmul_(exp_avg / denom, step, value=-1)
                 param.grad = None
 
     def end_epoch(self, monitor: np.ndarray, train_loss: np.ndarray) -> None:

@@ -11,7 +11,8 @@ plain per-configuration loop, so both hardware layouts run this same code:
 * ``per-probe``: groups of one spread over worker processes with one thread each, the features shared
   through a memory-mapped file (pays on a small CPU, where stacked weights fall out of cache).
 
-The reference semantics followed: Adam without weight decay; the plateau scheduler and early stopping
+On a CPU each probe's dropout masks come from its own seeded stream, so a probe's run is the same in
+either mode. The reference semantics followed: Adam without weight decay; the plateau scheduler and early stopping
 stepped once per epoch on the validation monitor (higher is better); early stopping when the monitor has
 not strictly improved for ``stop_patience`` epochs; the best state saved on a strict improvement; batches
 of 64 *items* whose windows (or frames) are flattened; one shuffled item order per epoch drawn from the
@@ -147,13 +148,10 @@ class ProbeResult:
         return out
 
 
-DropoutMasks = Callable[[np.ndarray, int, int], Any]
-
-
 @dataclass(frozen=True)
 class SeededDropout:
     """Dropout keep-masks drawn per (probe, step) from their own seed, so a probe sees the same masks
-    whatever group it trains in: every mode then gives the same numbers (used by the equivalence test)."""
+    whatever group it trains in and every mode gives the same numbers."""
 
     seed: int
 
@@ -183,7 +181,7 @@ class ProbeGroup:
     """Stacked probes with their own Adam state, learning rates, schedulers, stopping and best weights."""
 
     def __init__(self, configs: list[ProbeConfig], probe_ids: np.ndarray, data: ProbeData, seed: int,
-                 device: str, dropout_masks: DropoutMasks | None) -> None:
+                 device: str) -> None:
         import torch
 
         order = np.argsort([c.layer is None for c in configs], kind="stable")
@@ -191,7 +189,6 @@ class ProbeGroup:
         self.ids = np.asarray(probe_ids)[order]
         self.device = torch.device(device)
         self.schedule = data.schedule
-        self.dropout_masks = dropout_masks
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         n = len(self.configs)
         n_mixed = data.n_hidden_states - 1
@@ -387,9 +384,13 @@ def evaluate_outputs(group: ProbeGroup, features: Any, split: EvalSet) -> np.nda
 
 
 def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarray, seed: int,
-                device: str = "cpu", dropout_masks: DropoutMasks | None = None,
-                on_epoch: Callable[[int, int], None] | None = None) -> list[ProbeResult]:
-    """Train these probes stacked in one group; results come back in the order of ``configs``."""
+                device: str = "cpu", on_epoch: Callable[[int, int], None] | None = None) -> list[ProbeResult]:
+    """Train these probes stacked in one group; results come back in the order of ``configs``.
+
+    On a CPU every probe draws its dropout masks from its own seeded stream (``SeededDropout``), so a
+    probe's run does not depend on the group it trains in: both modes give the same results. On a GPU one
+    device draw serves all probes (a per-probe stream would cost more than the step itself).
+    """
     import torch
 
     with warnings.catch_warnings():  # a read-only memory map is only ever read
@@ -397,7 +398,8 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
         features = torch.from_numpy(np.ascontiguousarray(data.features))
     if device != "cpu":
         features = features.to(device)
-    group = ProbeGroup(configs, probe_ids, data, seed, device, dropout_masks)
+    group = ProbeGroup(configs, probe_ids, data, seed, device)
+    dropout_masks = SeededDropout(seed) if group.device.type == "cpu" else None
     targets = torch.from_numpy(data.train.targets).to(device)
     shuffle = np.random.default_rng(seed)
     step = 0
@@ -443,19 +445,18 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(features_path: str, payload: ProbeData, seed: int, masks: DropoutMasks | None) -> None:
+def _worker_init(features_path: str, payload: ProbeData, seed: int) -> None:
     """One thread per worker; the features are a shared read-only memory map, the rest is sent once."""
     import torch
 
     torch.set_num_threads(1)
     features = np.load(features_path, mmap_mode="r")
-    _WORKER.update(data=dataclasses.replace(payload, features=features), seed=seed, masks=masks)
+    _WORKER.update(data=dataclasses.replace(payload, features=features), seed=seed)
 
 
 def _worker_train(job: tuple[int, ProbeConfig]) -> ProbeResult:
     probe_id, config = job
-    return train_group(_WORKER["data"], [config], np.array([probe_id]), _WORKER["seed"],
-                       dropout_masks=_WORKER["masks"])[0]
+    return train_group(_WORKER["data"], [config], np.array([probe_id]), _WORKER["seed"])[0]
 
 
 def default_mode() -> str:
@@ -466,7 +467,7 @@ def default_mode() -> str:
 
 
 def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, workers: int = 0,
-             device: str | None = None, dropout_masks: DropoutMasks | None = None,
+             device: str | None = None,
              progress: bool = True) -> list[ProbeResult]:
     """Train every probe of ``configs`` in the given mode; results in ``configs`` order."""
     import torch
@@ -481,7 +482,7 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
             def on_epoch(epoch: int, live: int) -> None:
                 bar.update(1)
                 bar.set_postfix(live=live)
-            return train_group(data, configs, ids, seed, device, dropout_masks, on_epoch)
+            return train_group(data, configs, ids, seed, device, on_epoch)
     workers = workers or os.cpu_count() or 1
     payload = dataclasses.replace(data, features=np.empty((0, *data.features.shape[1:]), np.float16))
     with tempfile.TemporaryDirectory(prefix="marblekit-probe-") as tmp:
@@ -490,7 +491,7 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
         jobs = [(int(i), config) for i, config in zip(ids, configs)]
         context = torch.multiprocessing.get_context("spawn")
         with context.Pool(min(workers, len(jobs)), initializer=_worker_init,
-                          initargs=(str(path), payload, seed, dropout_masks)) as pool:
+                          initargs=(str(path), payload, seed)) as pool:
             results = list(tqdm(pool.imap(_worker_train, jobs), total=len(jobs), desc="probes",
                                 disable=not progress))
     return results

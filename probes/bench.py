@@ -5,8 +5,8 @@
 * marblekit ``per-probe`` mode (one probe per worker process, features shared);
 * marblekit ``vectorised`` mode (all probes stacked in one model).
 
-Wall time and the peak resident memory of each (summed over the process tree, sampled every 0.1 s), and
-whether the selected probe agrees. ``--reference-runs K`` times only K evenly spread configurations and
+Wall time, CPU time and the peak resident memory of each (summed over the process tree, sampled every
+0.1 s), and whether the selected probe agrees. ``--reference-runs K`` times only K evenly spread configurations and
 extrapolates the sweep's time (said so in the output); the winner is then compared among those K only.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ TASK = "synth-pitch"
 class Measured:
     name: str
     seconds: float
+    cpu_seconds: float
     peak_mb: float
     winner: str
     note: str = ""
@@ -78,8 +80,15 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak tree RSS (MB) of a command; raises with its stderr if it fails."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system of the whole tree) and peak tree RSS (MB) of a command;
+    raises with its stderr if it fails. CPU time is the fair figure on a machine shared with other jobs."""
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0.0
@@ -98,7 +107,7 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple
     sampler.join()
     if process.returncode:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n{err[-2000:]}")
-    return time.perf_counter() - started, peak
+    return time.perf_counter() - started, _children_cpu() - cpu_before, peak
 
 
 def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_runs: int = 84,
@@ -138,14 +147,14 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
         command = [python, "-m", "marblekit.cli", "probe", str(store), "--task", TASK, "--data", str(task_dir),
                    "--out", str(out), "--mode", mode, "--workers", str(workers), "--max-epochs", str(epochs),
                    "--seed", str(seed)]
-        seconds, peak = run_measured(command)
+        seconds, cpu, peak = run_measured(command)
         report = json.loads((out / "results.json").read_text())
-        rows.append(Measured(f"marblekit {mode}", seconds, peak, report["winner"]["config"]["name"],
+        rows.append(Measured(f"marblekit {mode}", seconds, cpu, peak, report["winner"]["config"]["name"],
                              f"test acc {report['winner']['test']['acc']:.3f}"))
 
     configs = probe_grid(layers, LEARNING_RATES)
     chosen = np.unique(np.linspace(0, len(configs) - 1, min(reference_runs, len(configs))).round().astype(int))
-    results, total, peak = {}, 0.0, 0.0
+    results, total, total_cpu, peak = {}, 0.0, 0.0, 0.0
     spec = f"{schedule.loss},{epochs},{schedule.plateau_patience},{schedule.stop_patience}"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     for index in tqdm(chosen, desc="reference sweep runs"):
@@ -154,25 +163,26 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
         command = [python, "-m", "marblekit.probes.reference", str(npy), "--layer",
                    "all" if config.layer is None else str(config.layer), "--lr", str(config.lr), "--schedule", spec,
                    "--seed", str(seed), "--out", str(out)]
-        seconds, run_peak = run_measured(command, env)
+        seconds, cpu, run_peak = run_measured(command, env)
         total += seconds
+        total_cpu += cpu
         peak = max(peak, run_peak)
         results[index] = json.loads(out.read_text())
     best = max(results, key=lambda i: (results[i]["valid"], -i))
-    extrapolated = total * len(configs) / len(chosen)
+    scale = len(configs) / len(chosen)
     note = f"test acc {results[best]['test']:.3f}"
     if len(chosen) < len(configs):
         note += f"; {len(chosen)} of {len(configs)} runs timed ({total:.0f} s), time extrapolated, winner among those"
-    rows.append(Measured("reference-style sweep", extrapolated, peak, configs[best].name, note))
+    rows.append(Measured("reference-style sweep", total * scale, total_cpu * scale, peak, configs[best].name, note))
     return render(rows, len(configs), epochs)
 
 
 def render(rows: list[Measured], n_probes: int, epochs: int) -> str:
-    baseline = rows[-1].seconds
+    baseline, baseline_cpu = rows[-1].seconds, rows[-1].cpu_seconds
     lines = [f"bench probe: GTZAN-sized synthetic task ({sum(SPLIT_SIZES.values())} items), {n_probes} probes, "
              f"up to {epochs} epochs, {os.cpu_count()} CPU cores",
-             f"{'variant':<26}{'wall s':>10}{'speed-up':>10}{'peak MB':>10}  winner",]
+             f"{'variant':<26}{'wall s':>9}{'speed-up':>10}{'CPU s':>9}{'CPU ratio':>10}{'peak MB':>9}  winner"]
     for row in rows:
-        lines.append(f"{row.name:<26}{row.seconds:>10.1f}{baseline / row.seconds:>9.1f}x{row.peak_mb:>10.0f}  "
-                     f"{row.winner} ({row.note})")
+        lines.append(f"{row.name:<26}{row.seconds:>9.1f}{baseline / row.seconds:>9.1f}x{row.cpu_seconds:>9.1f}"
+                     f"{baseline_cpu / row.cpu_seconds:>9.1f}x{row.peak_mb:>9.0f}  {row.winner} ({row.note})")
     return "\n".join(lines)

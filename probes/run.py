@@ -45,7 +45,7 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
         "task": task.name, "kind": task.kind, "monitor": data.evaluator.monitor, "outputs": list(dataset.outputs),
         "store": str(request.store), "store_metadata": features.attrs, "data": str(request.data),
         "schedule": dataclasses.asdict(data.schedule), "mode": mode, "workers": request.workers,
-        "seed": request.seed, "train_seconds": round(seconds, 2),
+        "seed": request.seed, "learning_rates": list(request.learning_rates), "train_seconds": round(seconds, 2),
         "items": {s: n for s, n in (("train", data.train.n_items), ("valid", data.valid.n_items),
                                     ("test", data.test.n_items))},
         "winner": {"index": winner, **results[winner].to_json()},

@@ -22,7 +22,6 @@ seed, shared by every probe (every reference run uses the same seed, so they sha
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tempfile
 import warnings
@@ -197,7 +196,11 @@ class ProbeGroup:
                        for k in ("w1", "b1", "w2", "b2")}
         self.is_mix = torch.tensor([c.layer is None for c in self.configs], device=self.device)
         self.params["mix"] = start["mix"][None].repeat(int(self.is_mix.sum()), 1).to(self.device).requires_grad_()
-        self.layers = torch.tensor([c.layer if c.layer is not None else 0 for c in self.configs], device=self.device)
+        # a group without weighted-sum probes only needs its own layers: the trainer slices the features
+        uses_mix = any(c.layer is None for c in self.configs)
+        self.feature_layers = (np.arange(data.n_hidden_states) if uses_mix
+                               else np.unique([c.layer for c in self.configs]))
+        self.layers = torch.as_tensor(self._positions(self.configs), device=self.device)
         self.moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in self.params.items()}
         self.step_count = 0
         self.lr = torch.tensor([c.lr for c in self.configs], dtype=torch.float64)
@@ -216,6 +219,10 @@ class ProbeGroup:
         self.loss_curves: list[list[float]] = [[] for _ in range(n)]
         self.final_lr = self.lr.numpy().copy()
 
+    def _positions(self, configs: list[ProbeConfig]) -> np.ndarray:
+        """Index of each probe's layer among ``feature_layers`` (0 for weighted-sum probes, unused)."""
+        return np.searchsorted(self.feature_layers, [c.layer if c.layer is not None else 0 for c in configs])
+
     @property
     def n_live(self) -> int:
         return len(self.live)
@@ -226,7 +233,7 @@ class ProbeGroup:
         return self.live[self.live >= n_single] - n_single
 
     def forward(self, x: Any, dropout: Any | None) -> Any:
-        """x [B, L+1, D] fp32 -> logits [P_live, B, C]; ``dropout`` is a keep-mask [P_live, B, 512] or None."""
+        """x [B, feature_layers, D] fp32 -> logits [P_live, B, C]; ``dropout``: keep-mask [P_live, B, 512] or None."""
         import torch
 
         p = self.params
@@ -259,27 +266,32 @@ class ProbeGroup:
         raise ValueError(f"unknown loss {kind!r}; expected ce, bce or mse")
 
     def adam_step(self) -> None:
-        """torch.optim.Adam's update (betas 0.9/0.999, eps 1e-8, no weight decay) with per-probe lr."""
+        """torch's fused Adam kernel (betas 0.9/0.999, eps 1e-8, no weight decay) on per-probe views, one
+        call per distinct learning rate: each probe gets exactly the update ``Adam(fused=True)`` makes."""
         import torch
 
         self.step_count += 1
-        beta1, beta2, eps = 0.9, 0.999, 1e-8
-        correction1 = 1 - beta1 ** self.step_count
-        correction2_sqrt = math.sqrt(1 - beta2 ** self.step_count)
-        # lr / (1 - beta1^t) in float64 then rounded once, as torch does with its Python-float step size
-        step_size = (self.lr[self.live] / correction1).to(self.device, torch.float32)
+        step = torch.tensor(float(self.step_count), device=self.device)
+        rates = self.lr[self.live].numpy()
+        mixed = np.array([self.configs[i].layer is None for i in self.live])
+        mix_row = np.cumsum(mixed) - 1
         with torch.no_grad():
-            for name, param in self.params.items():
-                if param.grad is None or param.shape[0] == 0:
-                    continue
-                grad = param.grad
-                exp_avg, exp_avg_sq = self.moments[name]
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(eps)
-                step = (step_size[self.is_mix] if name == "mix" else step_size).view(-1, *[1] * (param.dim() - 1))
-                param.addcmul_(exp_avg / denom, step, value=-1)
-                param.grad = None
+            for rate in np.unique(rates):
+                members = np.flatnonzero(rates == rate)
+                views: tuple[list, list, list, list] = ([], [], [], [])
+                for name, param in self.params.items():
+                    if param.grad is None:
+                        continue
+                    rows = mix_row[members[mixed[members]]] if name == "mix" else members
+                    exp_avg, exp_avg_sq = self.moments[name]
+                    for row in rows:
+                        for bucket, tensor in zip(views, (param, param.grad, exp_avg, exp_avg_sq)):
+                            bucket.append(tensor[row])
+                if views[0]:
+                    torch._fused_adam_(*views, [], [step] * len(views[0]), lr=float(rate), beta1=0.9, beta2=0.999,
+                                       weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+        for param in self.params.values():
+            param.grad = None
 
     def end_epoch(self, monitor: np.ndarray, train_loss: np.ndarray) -> None:
         """Per-probe checkpoint, plateau scheduler and early stopping on this epoch's monitor [P_live]."""
@@ -343,10 +355,12 @@ class ProbeGroup:
 
     def load_best(self) -> None:
         """Make every probe live again with its best-validation weights (for the final evaluation)."""
+        import torch
+
         self.params = {k: v.clone() for k, v in self.best.items()}
         self.live = np.arange(len(self.configs))
         self.is_mix = self.is_mix.new_tensor([c.layer is None for c in self.configs])
-        self.layers = self.layers.new_tensor([c.layer if c.layer is not None else 0 for c in self.configs])
+        self.layers = torch.as_tensor(self._positions(self.configs), device=self.device)
 
 
 def _batch_positions(train: TrainSet, items: np.ndarray) -> np.ndarray:
@@ -393,12 +407,15 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
     """
     import torch
 
+    group = ProbeGroup(configs, probe_ids, data, seed, device)
+    selected = data.features
+    if len(group.feature_layers) < data.n_hidden_states:
+        selected = data.features[:, group.feature_layers]
     with warnings.catch_warnings():  # a read-only memory map is only ever read
         warnings.simplefilter("ignore", UserWarning)
-        features = torch.from_numpy(np.ascontiguousarray(data.features))
+        features = torch.from_numpy(np.ascontiguousarray(selected))
     if device != "cpu":
         features = features.to(device)
-    group = ProbeGroup(configs, probe_ids, data, seed, device)
     dropout_masks = SeededDropout(seed) if group.device.type == "cpu" else None
     targets = torch.from_numpy(data.train.targets).to(device)
     shuffle = np.random.default_rng(seed)

@@ -1,6 +1,6 @@
 """One grid configuration trained the standard way: an nn.Module, torch.optim.Adam, torch's
 ReduceLROnPlateau, early stopping and a copy of the best state, as the MARBLE reference runs each
-configuration. It is the oracle the grid trainer is tested against and the baseline of ``bench probe``;
+configuration (torch.optim.Adam with its fused kernel). It is the oracle the grid trainer is tested against and the baseline of ``bench probe``;
 marblekit's own training never uses it.
 
 Run as a module it is one reference-style sweep run, in its own process, reading one ``.npy`` per item
@@ -57,7 +57,7 @@ def fit(model: ReferenceProbe, config: ProbeConfig, schedule: Schedule,
         epoch_batches: Callable[[], Iterable[Batch]], validate: Callable[[ReferenceProbe], float]
         ) -> tuple[list[float], ReferenceProbe]:
     """Train until early stopping or the epoch limit; returns the validation curve and the best model."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5,
                                                            patience=schedule.plateau_patience)
     curve, best, best_state, wait = [], -np.inf, None, 0

@@ -7,6 +7,7 @@ Item ids are paths of the audio files relative to the dataset folder passed as `
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,11 @@ class Task(ABC):
     @abstractmethod
     def load(self, root: Path) -> Dataset:
         """Items with splits and labels from the dataset folder ``root``."""
+
+
+def hash_slot(text: str, slots: tuple[str, ...]) -> str:
+    """The split a name hashes to: int(sha1(text)) mod len(slots) picks a slot (jukemir's artist splits)."""
+    return slots[int(hashlib.sha1(text.encode()).hexdigest(), 16) % len(slots)]
 
 
 def require_file(path: Path, what: str) -> Path:

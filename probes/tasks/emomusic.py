@@ -9,14 +9,13 @@ Features: the first 30 s in 5 s windows (the MERT configurations), window output
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, require_file
+from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, hash_slot, require_file
 
 SLOTS = ("train",) * 8 + ("valid",) * 2
 OUTPUTS = ("arousal", "valence")
@@ -25,7 +24,7 @@ OUTPUTS = ("arousal", "valence")
 def artist_split(artist: str) -> str:
     """Lower-case, keep ASCII letters and spaces, collapse whitespace, sha1 mod 10 into 8 train / 2 valid."""
     cleaned = " ".join("".join(c for c in artist.lower() if ord(c) < 128 and (c.isalpha() or c.isspace())).split())
-    return SLOTS[int(hashlib.sha1(cleaned.encode()).hexdigest(), 16) % len(SLOTS)]
+    return hash_slot(cleaned, SLOTS)
 
 
 def _rows(path: Path, what: str) -> dict[int, dict[str, str]]:

@@ -10,13 +10,12 @@ whose group is its song, and clip outputs are ensembled per song at evaluation.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from marblekit.probes.grid import Schedule
 from marblekit.probes.metrics import KEY_NAMES
-from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, require_dir, require_file
+from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, hash_slot, require_dir, require_file
 
 TRAIN_REPO = "giantsteps-mtg-key-dataset"
 TEST_REPO = "giantsteps-key-dataset"
@@ -45,7 +44,7 @@ def artist_splits(metadata: dict[int, dict[str, str]]) -> dict[str, str]:
     split = {}
     for row in metadata.values():
         for artist in _artists(row):
-            split[artist] = SLOTS[int(hashlib.sha1(artist.lower().encode()).hexdigest(), 16) % len(SLOTS)]
+            split[artist] = hash_slot(artist.lower(), SLOTS)
     for _ in range(2):
         for row in metadata.values():
             artists = _artists(row)

@@ -14,9 +14,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("marblekit.export.command", "export a backbone to ONNX / TensorRT into a Triton repository"),
     "extract": ("marblekit.extractor.command", "extract a catalog's features into a resumable Zarr v3 store"),
     "serve": ("marblekit.serving.command", "serve a model repository with the embedded CPU Triton"),
-    "bench": ("marblekit.commands.bench", "benchmarks (backbone, ...) with side-by-side ratios"),
+    "bench": ("marblekit.commands.bench", "benchmarks with side-by-side ratios: backbone, serve, extract, probe"),
     "synth": ("marblekit.synth.command", "render the synthetic labelled music suite with FluidSynth"),
+    "probe": ("marblekit.probes.command", "score a feature store on a MARBLE task: the whole probe grid in one job"),
+    "report": ("marblekit.probes.report", "MARBLE-style table and per-layer plot across probe results"),
 }
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction, table: dict[str, tuple[str, str]],
+                    run_attribute: str) -> None:
+    """Add one sub-parser per ``table`` entry; its module's ``run`` is stored as ``args.<run_attribute>``."""
+    for name, (module_name, help_text) in table.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(**{run_attribute: module.run})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,11 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log library details (debug level)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    add_subcommands(subparsers, COMMANDS, "run")
     return parser
 
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm libsndfile1)
+APT_PACKAGES=(ffmpeg fluidsynth fluid-soundfont-gm libsndfile1 build-essential)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,0 +1,124 @@
+"""Joins a task's items to a store's rows: the training rows and targets, the evaluation sets and the
+task's evaluator, ready for ``grid.run_grid``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from marblekit.probes.evaluators import (BeatEvaluator, KeyEvaluator, MultilabelEvaluator, MulticlassEvaluator,
+                                         RegressionEvaluator)
+from marblekit.probes.features import FrameFeatures, PooledFeatures
+from marblekit.probes.grid import EvalSet, ProbeData, TrainSet
+from marblekit.probes.tasks.base import SPLITS, Dataset, Item, Task
+
+#: frames on each side of a beat also marked as beats in training (the reference's widening)
+BEAT_WIDENING = 1
+
+
+@dataclass
+class Unit:
+    """One training / evaluation item after joining: its feature rows and label."""
+
+    item: Item
+    rows: np.ndarray
+
+
+def _units(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures, source: str) -> list[Unit]:
+    index = {track: t for t, track in enumerate(features.track_ids)}
+    missing = [item.id for item in dataset.items if item.id not in index]
+    if missing:
+        raise ValueError(f"store {source} lacks {len(missing)} of the {len(dataset.items)} tracks of {task.name} "
+                         f"(or they are not marked done), e.g. {missing[:3]}; track ids must be paths relative "
+                         "to the dataset folder")
+    track_rows = features.track_rows()
+    if task.extraction.full_windows_only:
+        seconds = getattr(features, "window_seconds", None)
+        if seconds is None:
+            raise ValueError(f"store {source}: {task.name} drops windows shorter than {task.extraction.window_s} s "
+                             "but the store has no 'window_seconds' array")
+        full = seconds >= task.extraction.window_s - 1e-3
+        track_rows = [rows[full[rows]] for rows in track_rows]
+    units = []
+    for item in dataset.items:
+        rows = track_rows[index[item.id]]
+        if task.kind == "key":  # every 30 s clip is an item of its song
+            units.extend(Unit(Item(f"{item.id}#{k}", item.split, item.label, item.group or item.id), rows[k:k + 1])
+                         for k in range(len(rows)))
+        elif len(rows) == 0:
+            raise ValueError(f"store {source}: track {item.id} has no feature rows")
+        else:
+            units.append(Unit(item, rows))
+    return units
+
+
+def _beat_frames(beats: np.ndarray, n_frames: int, fps: float, widen: int) -> np.ndarray:
+    """0/1 per frame: frame round(fps * t) for every beat, widened by ``widen`` frames on each side."""
+    target = np.zeros(n_frames, np.int64)
+    centres = np.round(np.asarray(beats) * fps).astype(int)
+    for offset in range(-widen, widen + 1):
+        marked = centres + offset
+        target[marked[(marked >= 0) & (marked < n_frames)]] = 1
+    return target
+
+
+def _row_targets(task: Task, unit: Unit, fps: float, split: str) -> np.ndarray:
+    n = len(unit.rows)
+    if task.kind == "beat":
+        return _beat_frames(unit.item.label, n, fps, BEAT_WIDENING if split == "train" else 0)
+    if task.kind in ("multiclass", "key"):
+        return np.full(n, int(unit.item.label), np.int64)
+    return np.repeat(np.asarray(unit.item.label, np.float32)[None], n, axis=0)
+
+
+def probe_data(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures, source: str) -> ProbeData:
+    """The grid's input for this task, store and dataset; refuses a store whose extraction differs."""
+    if task.kind == "separation":
+        raise ValueError("separation probing (the LSTM mask head on frame features) is not available yet")
+    task.extraction.check(features.attrs, features.level, source)
+    units = _units(task, dataset, features, source)
+    fps = float(features.attrs["frame_rate"])
+    by_split = {split: [u for u in units if u.item.split == split] for split in SPLITS}
+    for split, members in by_split.items():
+        if not members:
+            raise ValueError(f"store {source}: no {split} items of {task.name} have feature rows")
+    train = by_split["train"]
+    lengths = [len(u.rows) for u in train]
+    train_set = TrainSet(np.concatenate([u.rows for u in train]), np.concatenate([[0], np.cumsum(lengths)]),
+                         np.concatenate([_row_targets(task, u, fps, "train") for u in train]))
+    evals = {}
+    for split in ("valid", "test"):
+        members = by_split[split]
+        row_item = np.repeat(np.arange(len(members)), [len(u.rows) for u in members])
+        evals[split] = EvalSet(np.concatenate([u.rows for u in members]), row_item, len(members),
+                               pool=task.kind != "beat")
+    return ProbeData(features=features.rows, train=train_set, valid=evals["valid"], test=evals["test"],
+                     n_outputs=len(dataset.outputs), schedule=task.schedule,
+                     evaluator=_evaluator(task, dataset, by_split, evals, fps))
+
+
+def _evaluator(task: Task, dataset: Dataset, by_split: dict[str, list[Unit]], evals: dict[str, EvalSet], fps: float):
+    splits = ("valid", "test")
+    labels = {s: [u.item.label for u in by_split[s]] for s in splits}
+    if task.kind == "multiclass":
+        return MulticlassEvaluator({s: np.array(labels[s], np.int64) for s in splits})
+    if task.kind == "multilabel":
+        return MultilabelEvaluator({s: np.stack(labels[s]) for s in splits})
+    if task.kind == "regression":
+        return RegressionEvaluator({s: np.stack(labels[s]) for s in splits}, dataset.outputs)
+    if task.kind == "key":
+        clip_song, song_key = {}, {}
+        for s in splits:
+            songs = {}
+            for u in by_split[s]:
+                songs.setdefault(u.item.group, u.item.label)
+            order = {g: i for i, g in enumerate(songs)}
+            clip_song[s] = np.array([order[u.item.group] for u in by_split[s]])
+            song_key[s] = np.array(list(songs.values()), np.int64)
+        return KeyEvaluator(clip_song, song_key)
+    if task.kind == "beat":
+        references = {s: [np.flatnonzero(_beat_frames(u.item.label, len(u.rows), fps, 0)) / fps for u in by_split[s]]
+                      for s in splits}
+        return BeatEvaluator({s: evals[s].row_item for s in splits}, references, fps)
+    raise ValueError(f"task kind {task.kind!r} has no evaluator")

@@ -1,0 +1,43 @@
+"""Score a feature store on one MARBLE (or synthetic) task: the whole probe grid in one job.
+
+Every single layer and the softmax-weighted sum of layers 1..L, times six learning rates, each probe with
+its own plateau schedule, early stopping and best state; the winner is chosen on validation and reported
+on test. Writes OUT/results.json and OUT/leaderboard.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from marblekit.probes.grid import LEARNING_RATES, MODES, SEED
+
+    parser.add_argument("store", type=Path, help="Zarr feature store written by marblekit extract")
+    parser.add_argument("--task", required=True, help="task name (marblekit.probes.tasks.TASKS), e.g. gtzan-genre")
+    parser.add_argument("--data", type=Path, default=Path("."), help="the task's dataset folder (default: .)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for results.json and leaderboard.md")
+    parser.add_argument("--mode", choices=MODES, help="vectorised (all probes stacked; default on a GPU) or "
+                        "per-probe (one probe per worker process; default on a CPU)")
+    parser.add_argument("--workers", type=int, default=0, help="per-probe worker processes (0 = all cores)")
+    parser.add_argument("--device", help="torch device for vectorised mode (default: cuda if available)")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of every probe (default {SEED}, MARBLE's)")
+    parser.add_argument("--max-epochs", type=int, help="override the task's epoch limit (quick runs)")
+    parser.add_argument("--learning-rates", type=float, nargs="+", default=list(LEARNING_RATES),
+                        help="learning-rate grid (default: MARBLE's six)")
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from marblekit.probes.run import ProbeRequest, run_probe
+
+    request = ProbeRequest(args.store, args.task, args.data, args.out, args.mode, args.workers, args.seed,
+                           args.device, args.max_epochs, tuple(args.learning_rates))
+    report = run_probe(request)
+    winner = report["winner"]
+    print(f"{report['task']}: {len(report['probes'])} probes in {report['train_seconds']} s ({report['mode']}); "
+          f"selected {winner['config']['name']} (valid {report['monitor']} {winner['valid'][report['monitor']]:.4f}), "
+          f"test score {winner['test']['score']:.4f}; wrote {args.out / 'results.json'}")
+    return 0

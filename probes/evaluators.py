@@ -1,0 +1,100 @@
+"""Per-task scoring of every probe's outputs at once (see ``grid.Evaluator``). Each evaluator holds the
+labels of the validation and test splits and returns metric -> [P], including ``score`` (the task score
+on a 0-1 scale, or dB for separation) and the metric named by ``monitor``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from marblekit.probes import metrics
+
+
+@dataclass
+class MulticlassEvaluator:
+    """Accuracy of the argmax of item-averaged logits."""
+
+    labels: dict[str, np.ndarray]
+    monitor: str = "acc"
+
+    def __call__(self, outputs: np.ndarray, split: str, valid: dict | None = None) -> dict[str, np.ndarray]:
+        acc = metrics.accuracy(outputs, self.labels[split])
+        return {"acc": acc, "score": acc}
+
+
+@dataclass
+class MultilabelEvaluator:
+    """Macro ROC-AUC and AP of item-averaged logits; the task score is their mean."""
+
+    targets: dict[str, np.ndarray]
+    monitor: str = "aucroc"
+
+    def __call__(self, outputs: np.ndarray, split: str, valid: dict | None = None) -> dict[str, np.ndarray]:
+        roc = metrics.roc_auc_macro(outputs, self.targets[split])
+        ap = metrics.average_precision_macro(outputs, self.targets[split])
+        return {"aucroc": roc, "ap": ap, "score": (roc + ap) / 2}
+
+
+@dataclass
+class RegressionEvaluator:
+    """R² per output (named) and their uniform average, which is both monitor and score."""
+
+    targets: dict[str, np.ndarray]
+    names: tuple[str, ...]
+    monitor: str = "r2"
+
+    def __call__(self, outputs: np.ndarray, split: str, valid: dict | None = None) -> dict[str, np.ndarray]:
+        r2 = metrics.r2_per_output(outputs, self.targets[split])
+        out = {f"r2_{name}": r2[:, i] for i, name in enumerate(self.names)}
+        out["r2"] = r2.mean(-1)
+        out["score"] = out["r2"]
+        return out
+
+
+@dataclass
+class KeyEvaluator:
+    """GiantSteps: clip logits ensembled per song four ways and scored with the mir_eval weighted score.
+    The monitor is the best ensemble on validation; the test score uses each probe's validation-selected
+    ensemble (the reference's ``test_ensemble_score_val-select``)."""
+
+    clip_song: dict[str, np.ndarray]
+    song_key: dict[str, np.ndarray]
+    monitor: str = "best_ensemble_score"
+
+    def __call__(self, outputs: np.ndarray, split: str, valid: dict | None = None) -> dict[str, np.ndarray]:
+        scores = metrics.key_ensemble_scores(outputs, self.clip_song[split], self.song_key[split])
+        stacked = np.stack([scores[name] for name in metrics.KEY_ENSEMBLES], axis=1)
+        out = {f"ensemble_{name}": scores[name] for name in metrics.KEY_ENSEMBLES}
+        out["best_ensemble_score"] = stacked.max(1)
+        if valid is None:
+            out["score"] = out["best_ensemble_score"]
+        else:
+            chosen = np.stack([valid[f"ensemble_{name}"] for name in metrics.KEY_ENSEMBLES], axis=1).argmax(1)
+            out["ensemble_score_val_select"] = stacked[np.arange(len(chosen)), chosen]
+            out["score"] = out["ensemble_score_val_select"]
+        return out
+
+
+@dataclass
+class BeatEvaluator:
+    """Frame-wise beat head: softmax beat probability per frame, madmom's DBN beat tracker at the frame
+    rate with default arguments, then the micro F-measure at 70 ms over the split."""
+
+    row_item: dict[str, np.ndarray]
+    beats: dict[str, list[np.ndarray]]
+    fps: float
+    monitor: str = "beat_f"
+
+    def __call__(self, outputs: np.ndarray, split: str, valid: dict | None = None) -> dict[str, np.ndarray]:
+        from madmom.features.beats import DBNBeatTrackingProcessor
+
+        tracker = DBNBeatTrackingProcessor(fps=self.fps)
+        beat_prob = metrics.softmax(outputs)[..., 1]
+        row_item = self.row_item[split]
+        f = np.zeros(len(outputs))
+        for p in range(len(outputs)):
+            estimated = [tracker(beat_prob[p, row_item == item].astype(np.float32))
+                         for item in range(len(self.beats[split]))]
+            f[p] = metrics.beat_f_measure(self.beats[split], estimated)
+        return {"beat_f": f, "score": f}

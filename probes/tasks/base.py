@@ -1,0 +1,101 @@
+"""What a probing task declares: its kind, outputs, loss and schedule, the extraction its features need,
+and a loader that turns a dataset folder into items with splits and labels.
+
+Item ids are paths of the audio files relative to the dataset folder passed as ``--data`` (for example
+``genres/blues/blues.00000.wav``): the extractor is expected to store the same string as ``track_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from marblekit.probes.grid import Schedule
+
+KINDS = ("multiclass", "multilabel", "regression", "key", "beat", "separation")
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The features a task needs. ``window_s`` / ``hop_s`` None: the whole (cropped) file in one pass.
+    ``crop_s``: only the first seconds are used. ``level``: 'pooled' (time-mean per window) or 'frames'.
+    ``full_windows_only``: windows shorter than ``window_s`` are dropped (GiantSteps' 30 s clips)."""
+
+    level: str = "pooled"
+    window_s: float | None = None
+    hop_s: float | None = None
+    crop_s: float | None = None
+    full_windows_only: bool = False
+
+    def check(self, attrs: dict[str, Any], level: str, source: str) -> None:
+        """Refuse a store whose extraction differs from this one, saying what differs."""
+        problems = []
+        if level != self.level:
+            problems.append(f"it holds {level} features but the task needs {self.level} features")
+        for key in ("window_s", "hop_s", "crop_s"):
+            want, got = getattr(self, key), attrs.get(key)
+            if (want is None) != (got is None) or (want is not None and abs(float(got) - want) > 1e-6):
+                problems.append(f"{key} is {got} but the task needs {want}")
+        if problems:
+            raise ValueError(f"store {source} does not match the task's extraction: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled file. ``group``: the song a clip belongs to (GiantSteps), else None."""
+
+    id: str
+    split: str
+    label: Any
+    group: str | None = None
+
+
+@dataclass
+class Dataset:
+    """A task's items and the names of its outputs (classes, tags or regression targets)."""
+
+    items: list[Item]
+    outputs: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for split in SPLITS:
+            if not any(item.split == split for item in self.items):
+                raise ValueError(f"the dataset has no {split} items")
+
+
+@dataclass(frozen=True)
+class Task(ABC):
+    """A probing task; subclasses read their dataset's layout in ``load``."""
+
+    name: str
+    kind: str
+    schedule: Schedule
+    extraction: Extraction
+    monitor: str
+    data_help: str
+
+    @abstractmethod
+    def load(self, root: Path) -> Dataset:
+        """Items with splits and labels from the dataset folder ``root``."""
+
+
+def hash_slot(text: str, slots: tuple[str, ...]) -> str:
+    """The split a name hashes to: int(sha1(text)) mod len(slots) picks a slot (jukemir's artist splits)."""
+    return slots[int(hashlib.sha1(text.encode()).hexdigest(), 16) % len(slots)]
+
+
+def require_file(path: Path, what: str) -> Path:
+    """The path, or a clear error naming the file and what it should be."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected {what}")
+    return path
+
+
+def require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} not found: expected {what}")
+    return path

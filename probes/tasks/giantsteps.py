@@ -1,0 +1,89 @@
+"""GiantSteps key: train/valid from GiantSteps-MTG-key (artist-hash split), test on GiantSteps-key.
+
+Layout under ``--data`` (the two annotation repositories with their audio downloaded into them):
+``giantsteps-mtg-key-dataset/{annotations/annotations.txt, annotations/beatport_metadata.txt, md5/<id>.LOFI.md5,
+audio/<id>.LOFI.mp3}`` and ``giantsteps-key-dataset/{annotations/key/<id>.LOFI.key, md5/<id>.LOFI.md5,
+audio/<id>.LOFI.mp3}``. Songs are cut into 30 s clips (a shorter last clip is dropped); each clip is an item
+whose group is its song, and clip outputs are ensembled per song at evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from marblekit.probes.grid import Schedule
+from marblekit.probes.metrics import KEY_NAMES
+from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, hash_slot, require_dir, require_file
+
+TRAIN_REPO = "giantsteps-mtg-key-dataset"
+TEST_REPO = "giantsteps-key-dataset"
+SHARP_TO_FLAT = {"C#": "Db", "D#": "Eb", "F#": "Gb", "G#": "Ab", "A#": "Bb"}
+#: hash slots: 100 train then 16 valid (an 80/20 target by song count)
+SLOTS = ("train",) * 100 + ("valid",) * 16
+
+
+def key_class(text: str) -> int:
+    """'F# minor' / 'f# minor' -> MARBLE's class index (flats; major 0-11, minor 12-23)."""
+    tonic, mode = text.split()[:2]
+    tonic = tonic[0].upper() + tonic[1:]
+    name = f"{SHARP_TO_FLAT.get(tonic, tonic)} {mode.lower()}"
+    if name not in KEY_NAMES:
+        raise ValueError(f"unknown key {text!r}")
+    return KEY_NAMES.index(name)
+
+
+def _artists(row: dict[str, str]) -> list[str]:
+    return [a.strip() for a in row["ARTIST"].strip().split(",")]
+
+
+def artist_splits(metadata: dict[int, dict[str, str]]) -> dict[str, str]:
+    """Each artist's split: sha1(lower-cased name) mod 116 into ``SLOTS``, then every collaborator of a
+    valid artist moves to valid (twice, so two hops), as the reference's preprocessing does."""
+    split = {}
+    for row in metadata.values():
+        for artist in _artists(row):
+            split[artist] = hash_slot(artist.lower(), SLOTS)
+    for _ in range(2):
+        for row in metadata.values():
+            artists = _artists(row)
+            if any(split[a] == "valid" for a in artists):
+                for artist in artists:
+                    split[artist] = "valid"
+    return split
+
+
+def _ids(repo: Path) -> list[int]:
+    md5 = require_dir(repo / "md5", "the md5/<id>.LOFI.md5 listing of the repository")
+    return sorted(int(p.name.split(".")[0]) for p in md5.glob("*.md5"))
+
+
+def _read_tsv(path: Path, what: str) -> dict[int, dict[str, str]]:
+    with require_file(path, what).open(newline="") as handle:
+        return {int(row["ID"]): row for row in csv.DictReader(handle, delimiter="\t")}
+
+
+@dataclass(frozen=True)
+class GiantStepsKey(Task):
+    def load(self, root: Path) -> Dataset:
+        train_repo, test_repo = root / TRAIN_REPO, root / TEST_REPO
+        metadata = _read_tsv(train_repo / "annotations" / "beatport_metadata.txt", "GiantSteps-MTG beatport metadata")
+        annotations = _read_tsv(train_repo / "annotations" / "annotations.txt", "GiantSteps-MTG key annotations")
+        splits = artist_splits(metadata)
+        items = []
+        for song in _ids(train_repo):
+            row = annotations[song]
+            if int(row["C"]) != 2 or "/" in row["MANUAL KEY"]:
+                continue  # low confidence or several keys
+            split = splits[_artists(metadata[song])[0]]
+            items.append(Item(f"{TRAIN_REPO}/audio/{song}.LOFI.mp3", split, key_class(row["MANUAL KEY"]), str(song)))
+        for song in _ids(test_repo):
+            key = require_file(test_repo / "annotations" / "key" / f"{song}.LOFI.key", "a GiantSteps key file")
+            items.append(Item(f"{TEST_REPO}/audio/{song}.LOFI.mp3", "test", key_class(key.read_text()), str(song)))
+        return Dataset(items, KEY_NAMES)
+
+
+KEY = GiantStepsKey("giantsteps-key", "key", Schedule("ce", 100, 5, 20),
+                    Extraction(window_s=30.0, hop_s=30.0, full_windows_only=True), "best_ensemble_score",
+                    "folder holding giantsteps-mtg-key-dataset/ and giantsteps-key-dataset/ with audio/")

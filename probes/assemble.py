@@ -34,10 +34,10 @@ def _units(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeature
                          "to the dataset folder")
     track_rows = features.track_rows()
     if task.extraction.full_windows_only:
-        seconds = getattr(features, "window_seconds", None)
+        seconds = getattr(features, "window_length", None)
         if seconds is None:
             raise ValueError(f"store {source}: {task.name} drops windows shorter than {task.extraction.window_s} s "
-                             "but the store has no 'window_seconds' array")
+                             "but the store has no 'window_length' array")
         full = seconds >= task.extraction.window_s - 1e-3
         track_rows = [rows[full[rows]] for rows in track_rows]
     units = []

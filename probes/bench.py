@@ -125,7 +125,7 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
     (task_dir / "manifest.jsonl").write_text("\n".join(
         json.dumps({"id": i, "path": i, "split": s, "label": int(y)}) for i, s, y in zip(ids, splits, labels)) + "\n")
     attrs = {"model": "bench", "sample_rate": 16000, "frame_rate": 50, "window_s": None, "hop_s": None,
-             "layers": layers, "random_init": True, "precision": "fp16"}
+             "layers": list(range(layers)), "random_init": True, "precision": "fp16"}
     store = workdir / "store.zarr"
     write_store(store, ids, attrs, pooled=features, window_track=np.arange(len(ids)))
     schedule = get_task(TASK).schedule

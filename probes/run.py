@@ -31,7 +31,7 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
     """Train the grid and write ``results.json`` and ``leaderboard.md`` into ``request.out``."""
     task = get_task(request.task)
     dataset = task.load(request.data)
-    features = read_store(request.store)
+    features = read_store(request.store, task.extraction.level)
     data = probe_data(task, dataset, features, str(request.store))
     if request.max_epochs:
         data.schedule = dataclasses.replace(data.schedule, max_epochs=request.max_epochs)

@@ -14,8 +14,8 @@ from marblekit.probes.features import read_store, write_store
 from marblekit.probes.metrics import KEY_NAMES
 
 LAYERS, DIM = 3, 8
-ATTRS = {"model": "toy", "sample_rate": 16000, "frame_rate": 50.0, "window_s": None, "hop_s": None,
-         "layers": LAYERS, "random_init": False, "precision": "fp16"}
+ATTRS = {"model": "toy", "sample_rate": 16000, "frame_rate": 50.0, "window_s": 30.0, "hop_s": 30.0,
+         "layers": list(range(LAYERS)), "random_init": False, "precision": "fp16"}
 QUICK = ["--mode", "vectorised", "--max-epochs", "12", "--learning-rates", "1e-3", "1e-2"]
 
 
@@ -107,7 +107,9 @@ def test_beat_frames(tmp_path, rng):
     for i, b in enumerate(beats):
         features[i * frames + np.round(b * fps).astype(int), 1, 0] += 4.0
     store = tmp_path / "beat.zarr"
-    write_store(store, [f"audio/{i}.wav" for i in range(n)], ATTRS, frames=features, frame_offsets=offsets)
+    pooled = features.reshape(n, frames, LAYERS, DIM).mean(axis=1)
+    write_store(store, [f"audio/{i}.wav" for i in range(n)], {**ATTRS, "frame_layers": list(range(LAYERS))},
+                pooled=pooled, window_track=np.arange(n), frames=features, frame_offsets=offsets)
     assert main(["probe", str(store), "--task", "synth-beat", "--data", str(task), "--out", str(tmp_path / "out"),
                  "--mode", "vectorised", "--max-epochs", "6", "--learning-rates", "1e-2"]) == 0
     assert winner(tmp_path / "out")["test"]["beat_f"] >= 0.7
@@ -117,10 +119,10 @@ def test_store_mismatch_is_refused(tmp_path, capsys):
     labels = [0, 1] * 10
     task = make_task(tmp_path, "synth-pitch", "multiclass", labels, ["a", "b"])
     store = tmp_path / "s.zarr"
-    write_store(store, [f"audio/{i}.wav" for i in range(20)], {**ATTRS, "window_s": 30.0, "hop_s": 30.0},
+    write_store(store, [f"audio/{i}.wav" for i in range(20)], {**ATTRS, "window_s": 5.0, "hop_s": 5.0},
                 pooled=np.zeros((20, LAYERS, DIM)), window_track=np.arange(20))
     assert main(["probe", str(store), "--task", "synth-pitch", "--data", str(task), "--out", str(tmp_path / "o")]) == 2
-    assert "window_s is 30.0 but the task needs None" in capsys.readouterr().err
+    assert "window_s is 5.0 but the task needs 30.0" in capsys.readouterr().err
     assert main(["probe", str(store), "--task", "gtzan-genre", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
 
 

@@ -16,8 +16,8 @@ from marblekit.probes.features import write_store
 from marblekit.probes.metrics import KEY_NAMES
 
 RATE = 16000
-ATTRS = {"model": "handcrafted", "sample_rate": RATE, "frame_rate": 50.0, "window_s": None, "hop_s": None,
-         "layers": 4, "random_init": False, "precision": "fp16"}
+ATTRS = {"model": "handcrafted", "sample_rate": RATE, "frame_rate": 50.0, "window_s": 30.0, "hop_s": 30.0,
+         "layers": [0, 1, 2, 3], "random_init": False, "precision": "fp16"}
 QUICK = ["--mode", "vectorised", "--max-epochs", "20", "--learning-rates", "1e-3", "5e-3"]
 
 

@@ -21,13 +21,15 @@ SPLITS = ("train", "valid", "test")
 
 @dataclass(frozen=True)
 class Extraction:
-    """The features a task needs. ``window_s`` / ``hop_s`` None: the whole (cropped) file in one pass.
-    ``crop_s``: only the first seconds are used. ``level``: 'pooled' (time-mean per window) or 'frames'.
-    ``full_windows_only``: windows shorter than ``window_s`` are dropped (GiantSteps' 30 s clips)."""
+    """The features a task needs. ``window_s`` / ``hop_s``: non-overlapping windows; the default 30 s window
+    holds a whole clip of the clip-level datasets (MARBLE runs them in one pass, and its MERT-v0/music2vec
+    configs use 30 s windows to the same effect). ``crop_s``: only the first seconds are used. ``level``:
+    'pooled' (time-mean per window) or 'frames'. ``full_windows_only``: windows shorter than ``window_s``
+    are dropped (GiantSteps' 30 s clips)."""
 
     level: str = "pooled"
-    window_s: float | None = None
-    hop_s: float | None = None
+    window_s: float = 30.0
+    hop_s: float = 30.0
     crop_s: float | None = None
     full_windows_only: bool = False
 

@@ -28,7 +28,7 @@ def make_task(root: Path, name: str, kind: str, labels: list, classes: list | No
     (folder / "task.json").write_text(json.dumps(meta))
     n = len(labels)
     splits = ["train"] * (n * 3 // 5) + ["valid"] * (n // 5) + ["test"] * (n - n * 3 // 5 - n // 5)
-    rows = [{"id": f"{name}-{i}", "path": f"audio/{i}.wav", "split": s, "label": label}
+    rows = [{"id": f"audio/{i}.wav", "path": f"audio/{i}.wav", "split": s, "label": label}
             for i, (s, label) in enumerate(zip(splits, labels))]
     (folder / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return folder

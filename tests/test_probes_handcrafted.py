@@ -51,7 +51,7 @@ def make(root: Path, name: str, kind: str, labels: list, features: np.ndarray, c
     n = len(labels)
     splits = ["train", "train", "train", "valid", "test"] * (n // 5 + 1)
     (folder / "manifest.jsonl").write_text("\n".join(
-        json.dumps({"id": str(i), "path": f"{i}.wav", "split": s, "label": y})
+        json.dumps({"id": f"{i}.wav", "path": f"{i}.wav", "split": s, "label": y})
         for i, (s, y) in enumerate(zip(splits, labels))))
     write_store(root / f"{name}.zarr", [f"{i}.wav" for i in range(n)], ATTRS, pooled=features,
                 window_track=np.arange(n))

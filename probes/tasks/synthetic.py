@@ -2,10 +2,11 @@
 
 ``task.json``: ``kind`` (multiclass, multilabel, regression, beat, separation or key), the output names
 under ``classes`` (also read as ``class_names`` or ``outputs``) and chance levels (reported, not used).
-``manifest.jsonl``: one JSON object per item with ``id``, ``path`` (relative to the task folder, and the
-track id the extractor stores), ``split`` (train/valid/test) and ``label``: a class index (multiclass; key
-as an index or a name such as "Eb minor"), a list of tag names (multilabel), a list of floats
-(regression), a list of beat times in seconds (beat) or a mapping stem -> path (separation).
+``manifest.jsonl``: one JSON object per item with ``id`` (the track id: extract the manifest itself as the
+catalog, ``marblekit extract OUT/<task>/manifest.jsonl ...``), ``path`` (relative to the task folder),
+``split`` (train/valid/test) and ``label``: a class index (multiclass; key as an index or a name such as
+"Eb minor"), a list of tag names (multilabel), a list of floats (regression), a list of beat times in
+seconds (beat) or a mapping stem -> path (separation).
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class SyntheticTask(Task):
             where = f"{manifest}:{number}"
             if row.get("split") not in SPLITS:
                 raise ValueError(f"{where}: split must be one of {SPLITS}, got {row.get('split')!r}")
-            group = str(row.get("group", row["path"])) if self.kind == "key" else None
-            items.append(Item(row["path"], row["split"], _label(self.kind, row["label"], vocabulary, where), group))
+            group = str(row.get("group", row["id"])) if self.kind == "key" else None
+            items.append(Item(row["id"], row["split"], _label(self.kind, row["label"], vocabulary, where), group))
         return Dataset(items, self._outputs(names, items))
 
     def _outputs(self, names: tuple[str, ...], items: list[Item]) -> tuple[str, ...]:

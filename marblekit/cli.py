@@ -10,6 +10,7 @@ import sys
 
 #: subcommand -> (module that defines ``add_arguments(parser)`` and ``run(args) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("marblekit.commands.demo", "the main job: synthetic suite -> export -> Triton -> stores -> probes"),
     "models": ("marblekit.commands.models", "list the backbones with their rates, shapes and weights"),
     "export": ("marblekit.export.command", "export a backbone to ONNX / TensorRT into a Triton repository"),
     "extract": ("marblekit.extractor.command", "extract a catalog's features into a resumable Zarr v3 store"),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from marblekit.probes.grid import Schedule
 
 KINDS = ("multiclass", "multilabel", "regression", "key", "beat", "separation")
@@ -101,3 +103,11 @@ def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"{path} not found: expected {what}")
     return path
+
+
+def zscore_on_development(targets: np.ndarray, splits: list[str]) -> np.ndarray:
+    """Z-score regression targets with the mean and population std of train + valid (MARBLE's Emomusic rule),
+    so that the MSE head sees unit-scale targets; R² is unchanged by it."""
+    development = np.array([split != "test" for split in splits])
+    scale = targets[development].std(0)
+    return ((targets - targets[development].mean(0)) / np.where(scale > 0, scale, 1.0)).astype(np.float32)

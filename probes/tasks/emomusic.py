@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, hash_slot, require_file
+from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, hash_slot, require_file, zscore_on_development
 
 SLOTS = ("train",) * 8 + ("valid",) * 2
 OUTPUTS = ("arousal", "valence")
@@ -41,9 +41,8 @@ class Emomusic(Task):
         splits = {s: "test" if info[s]["Mediaeval 2013 set"] == "evaluation" else artist_split(info[s]["Artist"])
                   for s in songs}
         raw = np.array([[float(static[s]["mean_arousal"]), float(static[s]["mean_valence"])] for s in songs])
-        development = np.array([splits[s] != "test" for s in songs])
-        targets = (raw - raw[development].mean(0)) / raw[development].std(0)
-        items = [Item(f"clips_45seconds/{s}.mp3", splits[s], targets[i].astype(np.float32))
+        targets = zscore_on_development(raw, [splits[s] for s in songs])
+        items = [Item(f"clips_45seconds/{s}.mp3", splits[s], targets[i])
                  for i, s in enumerate(songs)]
         return Dataset(items, OUTPUTS)
 

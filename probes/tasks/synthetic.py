@@ -11,6 +11,7 @@ seconds (beat) or a mapping stem -> path (separation).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from marblekit.probes.grid import Schedule
 from marblekit.probes.metrics import KEY_NAMES
-from marblekit.probes.tasks.base import SPLITS, Dataset, Extraction, Item, Task, require_file
+from marblekit.probes.tasks.base import SPLITS, Dataset, Extraction, Item, Task, require_file, zscore_on_development
 from marblekit.probes.tasks.giantsteps import key_class
 
 NAME_KEYS = ("classes", "class_names", "outputs")
@@ -72,6 +73,9 @@ class SyntheticTask(Task):
                 raise ValueError(f"{where}: split must be one of {SPLITS}, got {row.get('split')!r}")
             group = str(row.get("group", row["id"])) if self.kind == "key" else None
             items.append(Item(row["id"], row["split"], _label(self.kind, row["label"], vocabulary, where), group))
+        if self.kind == "regression":
+            targets = zscore_on_development(np.stack([item.label for item in items]), [i.split for i in items])
+            items = [dataclasses.replace(item, label=target) for item, target in zip(items, targets)]
         return Dataset(items, self._outputs(names, items))
 
     def _outputs(self, names: tuple[str, ...], items: list[Item]) -> tuple[str, ...]:

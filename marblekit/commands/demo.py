@@ -10,6 +10,9 @@ from pathlib import Path
 
 from marblekit.backbones import BACKBONES
 
+#: Depth of the random-init MERT-shaped backbone: the published front end and width, two transformer layers.
+RANDOM_INIT_LAYERS = 2
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="working folder (default runs/demo)")
@@ -19,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mert", default="mert-v1-95m", choices=[n for n in BACKBONES if n != "handcrafted"],
                         help="the MERT-shaped backbone (default mert-v1-95m)")
     parser.add_argument("--mert-layers", type=int, metavar="N",
-                        help="run a shallower copy of the MERT shape (random-init only; quick runs and CI)")
+                        help="depth of the random-init MERT-shaped copy (default 2: random weights carry no "
+                             "information and depth only costs CPU time; the published depth with --checkpoint)")
     parser.add_argument("--checkpoint", type=Path, metavar="DIR",
                         help="real weights for --mert: a local HF-format directory (default: random-init)")
     parser.add_argument("--tasks", nargs="+", metavar="TASK", help="synthetic tasks to run (default: all)")
@@ -37,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--tasks: unknown {', '.join(unknown)}; expected some of {', '.join(TASKS)}")
     if args.mert_layers and args.checkpoint:
         raise ValueError("--mert-layers builds a shallower random-init copy; it cannot be used with --checkpoint")
+    mert_layers = args.mert_layers or (None if args.checkpoint else RANDOM_INIT_LAYERS)
     run_demo(DemoSettings(out=args.out, scale=args.scale, seed=args.seed, mert=args.mert,
-                          mert_layers=args.mert_layers, checkpoint=args.checkpoint, tasks=tuple(args.tasks or TASKS),
+                          mert_layers=mert_layers, checkpoint=args.checkpoint, tasks=tuple(args.tasks or TASKS),
                           max_epochs=args.max_epochs, workers=args.workers, progress=not args.no_progress))
     return 0

@@ -19,9 +19,6 @@ from marblekit.backbones import BackboneSpec
 
 from .onnx_export import INPUT_NAME
 
-GPU_CONFIGS = ("gpu-onnxruntime", "gpu-tensorrt")
-
-
 @dataclass(frozen=True)
 class ServingShape:
     """The envelope of inputs a served model accepts, in seconds of audio and windows per batch."""

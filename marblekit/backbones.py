@@ -11,10 +11,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-#: The wav2vec2-family conv feature encoder: (kernel, stride) per layer. Hop 320, receptive field 400.
-CONV_LAYERS: tuple[tuple[int, int], ...] = ((10, 5),) + ((3, 2),) * 4 + ((2, 2),) * 2
-
-
 @dataclass(frozen=True)
 class BackboneSpec:
     """What a client needs to know to feed a backbone and to interpret its outputs."""
@@ -70,6 +66,8 @@ class BackboneSpec:
             "normalize_input": self.normalize_input,
             "pre_layer_norm": self.pre_layer_norm,
             "weights": self.weights,
+            "description": self.description,
+            "layer_names": list(self.layer_names),
         }
 
 

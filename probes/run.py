@@ -30,7 +30,10 @@ class ProbeRequest:
 def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
     """Train the grid and write ``results.json`` and ``leaderboard.md`` into ``request.out``."""
     task = get_task(request.task)
-    dataset = task.load(request.data)
+    try:
+        dataset = task.load(request.data)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err} (--data for {task.name}: {task.data_help})") from err
     features = read_store(request.store, task.extraction.level)
     data = probe_data(task, dataset, features, str(request.store))
     if request.max_epochs:

@@ -37,7 +37,7 @@ class DemoSettings:
     out: Path
     scale: str = "small"
     seed: int = 0
-    mert: str = "mert-v1-95m"
+    mert: str = "mert-v0"
     mert_layers: int | None = None
     checkpoint: Path | None = None
     tasks: tuple[str, ...] = tuple(SYNTH_TASKS)
@@ -77,7 +77,7 @@ def render_suite(settings: DemoSettings) -> Path:
         renderer = Renderer.locate()
         for task in missing:
             summary = render_task(SYNTH_TASKS[task](settings.seed, settings.scale), suite, renderer, settings.seed,
-                                  settings.scale, jobs=2)
+                                  settings.scale, jobs=2, progress=settings.progress)
             print(f"  {task}: {sum(summary.counts.values())} clips, {summary.audio_seconds / 60:.1f} min of audio")
     print(f"  suite in {suite} ({len(settings.tasks) - len(missing)} task(s) reused)")
     return suite

@@ -47,9 +47,9 @@ def test_leaderboard_has_every_task_for_both_backbones(demo: Path) -> None:
     header, _, *rows = table.strip().splitlines()
     assert all(task in header for task in TASKS)
     backbones = [row.split("|")[1].strip() for row in rows]
-    assert backbones == ["handcrafted", "mert-v1-95m-2l (random init)"]
+    assert backbones == ["handcrafted", "mert-v0-2l (random init)"]
     assert (demo / "report" / "layers.png").stat().st_size > 10_000
-    for backbone in ("handcrafted", "mert-v1-95m-2l"):
+    for backbone in ("handcrafted", "mert-v0-2l"):
         for task in TASKS:
             results = json.loads((demo / "probes" / backbone / task / "results.json").read_text())
             assert results["store_metadata"]["random_init"] is (backbone != "handcrafted")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from marblekit.synth import arrangement, theory
 from marblekit.synth.plan import MIX, ItemSpec, Size, TaskPlan, item_rng, split_sequence, task_rng
 
-SIZES = {"tiny": Size(12, 10.0), "small": Size(50, 20.0), "full": Size(500, 30.0)}
+SIZES = {"tiny": Size(12, 10.0), "small": Size(30, 12.0), "full": Size(500, 30.0)}
 
 
 def beat_task(seed: int, scale: str) -> TaskPlan:

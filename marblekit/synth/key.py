@@ -7,7 +7,7 @@ from marblekit.synth import arrangement, theory
 from marblekit.synth.midi import Part
 from marblekit.synth.plan import MIX, ItemSpec, Size, TaskPlan, balanced_labels, item_rng, split_sequence, task_rng
 
-SIZES = {"tiny": Size(36, 8.0), "small": Size(200, 12.0), "full": Size(1200, 30.0)}
+SIZES = {"tiny": Size(36, 8.0), "small": Size(120, 8.0), "full": Size(1200, 30.0)}
 
 
 def key_task(seed: int, scale: str) -> TaskPlan:

@@ -14,7 +14,7 @@ from marblekit.synth.plan import MIX, ItemSpec, Size, TaskPlan, balanced_labels,
 
 PITCH_RANGE = (36, 96)
 PITCH_SIZES = {"tiny": Size(48, 4.0), "small": Size(300, 4.0), "full": Size(6100, 4.0)}
-INSTRUMENT_SIZES = {"tiny": Size(44, 4.0), "small": Size(330, 4.0), "full": Size(5500, 4.0)}
+INSTRUMENT_SIZES = {"tiny": Size(44, 4.0), "small": Size(220, 4.0), "full": Size(5500, 4.0)}
 _HOLD = 3.0
 _VELOCITIES = (50, 75, 100, 127)
 

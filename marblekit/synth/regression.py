@@ -8,7 +8,7 @@ import numpy as np
 from marblekit.synth import arrangement, theory
 from marblekit.synth.plan import MIX, ItemSpec, Size, TaskPlan, item_rng, split_sequence, task_rng
 
-SIZES = {"tiny": Size(32, 6.0), "small": Size(160, 10.0), "full": Size(1000, 15.0)}
+SIZES = {"tiny": Size(32, 6.0), "small": Size(120, 6.0), "full": Size(1000, 15.0)}
 TARGETS = ["tempo_bpm", "mean_pitch"]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from marblekit.synth import arrangement, theory
 from marblekit.synth.plan import ItemSpec, Size, TaskPlan, item_rng, split_sequence, task_rng
 
-SIZES = {"tiny": Size(8, 6.0), "small": Size(40, 10.0), "full": Size(500, 30.0)}
+SIZES = {"tiny": Size(8, 6.0), "small": Size(24, 8.0), "full": Size(500, 30.0)}
 STEMS = ["drums", "bass", "other", "vocals"]
 
 

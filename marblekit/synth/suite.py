@@ -68,14 +68,15 @@ def _fresh_folder(folder: Path) -> None:
     (folder / "audio").mkdir(parents=True)
 
 
-def render_task(plan: TaskPlan, out: Path, renderer: Renderer, seed: int, scale: str, jobs: int) -> TaskSummary:
+def render_task(plan: TaskPlan, out: Path, renderer: Renderer, seed: int, scale: str, jobs: int,
+                progress: bool = True) -> TaskSummary:
     """Render every item of ``plan`` into ``out/<plan.name>`` and write its ``task.json`` and manifest."""
     started = time.perf_counter()
     folder = out / plan.name
     _fresh_folder(folder)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         records = list(tqdm(pool.map(lambda item: _render_item(renderer, folder, item), plan.items),
-                            total=len(plan.items), desc=plan.name, unit="clip", leave=False))
+                            total=len(plan.items), desc=plan.name, unit="clip", leave=False, disable=not progress))
     counts = {split: sum(r["split"] == split for r in records) for split in SPLITS}
     header = {"name": plan.name, "kind": plan.kind, "metric": plan.metric, "classes": plan.classes,
               "targets": plan.targets, "stems": plan.stems, "notes": plan.notes,

@@ -12,7 +12,7 @@ from marblekit.synth.arrangement import Song
 from marblekit.synth.midi import Part
 from marblekit.synth.plan import MIX, ItemSpec, Size, TaskPlan, item_rng, split_sequence, task_rng
 
-SIZES = {"tiny": Size(32, 5.0), "small": Size(240, 8.0), "full": Size(2000, 10.0)}
+SIZES = {"tiny": Size(32, 5.0), "small": Size(160, 6.0), "full": Size(2000, 10.0)}
 _Role = Callable[[np.random.Generator, Song, int], Part]
 
 

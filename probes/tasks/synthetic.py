@@ -1,7 +1,7 @@
 """The synthetic suite written by ``marblekit synth``: one folder per task (pass it as ``--data``).
 
 ``task.json``: ``kind`` (multiclass, multilabel, regression, beat, separation or key), the output names
-under ``classes`` (also read as ``class_names`` or ``outputs``) and chance levels (reported, not used).
+under ``classes`` (also read as ``class_names``, ``outputs`` or, for separation, ``stems``) and chance levels (reported, not used).
 ``manifest.jsonl``: one JSON object per item with ``id``, ``path`` (relative to the task folder, and the
 track id the extractor stores), ``split`` (train/valid/test) and ``label``: a class index (multiclass; key
 as an index or a name such as "Eb minor"), a list of tag names (multilabel), a list of floats
@@ -22,7 +22,7 @@ from marblekit.probes.metrics import KEY_NAMES
 from marblekit.probes.tasks.base import SPLITS, Dataset, Extraction, Item, Task, require_file
 from marblekit.probes.tasks.giantsteps import key_class
 
-NAME_KEYS = ("classes", "class_names", "outputs")
+NAME_KEYS = ("classes", "class_names", "outputs", "stems")
 
 
 def read_task_json(folder: Path) -> dict[str, Any]:

@@ -192,17 +192,11 @@ def run_separation_grid(data: SeparationData, configs: list[ProbeConfig], settin
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     runs: list[dict[str, StemRun]] = [{} for _ in configs]
-    # denormal floats in the LSTM made CPU training ~9x slower (measured); flushing them is torch-global,
-    # so it is switched back off (torch's default) afterwards
-    torch.set_flush_denormal(True)
-    try:
-        with tqdm(total=len(configs) * len(data.stems), desc="separation models", disable=not progress) as bar:
-            for stem in data.stems:
-                waves = {split: [data.stem(track, stem) for track in tracks] for split, tracks in data.splits.items()}
-                for i, config in enumerate(configs):
-                    bar.set_postfix(stem=stem, probe=config.name)
-                    runs[i][stem] = StemTrainer(data, waves, config, settings, seed, device).run()
-                    bar.update(1)
-    finally:
-        torch.set_flush_denormal(False)
+    with tqdm(total=len(configs) * len(data.stems), desc="separation models", disable=not progress) as bar:
+        for stem in data.stems:
+            waves = {split: [data.stem(track, stem) for track in tracks] for split, tracks in data.splits.items()}
+            for i, config in enumerate(configs):
+                bar.set_postfix(stem=stem, probe=config.name)
+                runs[i][stem] = StemTrainer(data, waves, config, settings, seed, device).run()
+                bar.update(1)
     return [summarise(config, stem_runs) for config, stem_runs in zip(configs, runs, strict=True)]

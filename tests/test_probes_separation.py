@@ -59,53 +59,74 @@ def test_spectrogram_aligns_chunks_to_the_whole_track():
         Spectrogram.for_store({"sample_rate": 24000, "frame_rate": 7.0}, "odd")
 
 
-def _band_energy(wave: np.ndarray, hop: int) -> np.ndarray:
-    """Per-frame log energy of the wave: the information a backbone layer would carry about a stem."""
-    frames = len(wave) // hop
-    return np.log1p(np.square(wave[:frames * hop].reshape(frames, hop)).mean(1) * 100)
-
-
-def make_separation_set(root: Path, n: int = 12) -> tuple[Path, Path]:
-    """``n`` tracks (8 train, 2 valid, the rest test): a low sine "bass" and high-band noise "other", both
-    with random on/off envelopes; a store whose layer 1 holds each stem's per-frame energy."""
-    rng = np.random.default_rng(7)
-    task = root / "synth-separation"
-    (task / "audio").mkdir(parents=True)
-    (task / "task.json").write_text(json.dumps({"kind": "separation", "stems": list(STEMS), "chance": {}}))
+def render_stems(rng: np.random.Generator, stems: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Spectrally distinct stems with random on/off envelopes: "bass" a low sine, "other" 2-3.5 kHz noise,
+    any further stem a sine between 400 and 800 Hz."""
     t = np.arange(int(SECONDS * AUDIO_RATE)) / AUDIO_RATE
-    rows, frames, offsets = [], [], [0]
+    envelope = lambda: np.repeat(rng.random(int(SECONDS * 4)) < 0.6, AUDIO_RATE // 4)  # noqa: E731
+    waves = {}
+    for stem in stems:
+        if stem == "other":
+            noise = np.fft.rfft(rng.normal(size=len(t)))
+            freqs = np.fft.rfftfreq(len(t), 1 / AUDIO_RATE)
+            noise[(freqs < 2000) | (freqs > 3500)] = 0
+            band = np.fft.irfft(noise, len(t))
+            waves[stem] = 0.15 * band / band.std() * envelope()
+        else:
+            low, high = (60, 150) if stem == "bass" else (400, 800)
+            waves[stem] = 0.5 * np.sin(2 * np.pi * rng.uniform(low, high) * t) * envelope()
+    return waves
+
+
+def store_frames(waves: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """[frames, LAYERS, DIM] noise whose layer 1 holds each stem's per-frame energy at the store's rate
+    (one frame short of the STFT's count, so the probe pads)."""
     hop = int(STORE_RATE / FPS)
-    for i in range(n):
-        split = "train" if i < 8 else "valid" if i < 10 else "test"
-        envelope = lambda: np.repeat(rng.random(int(SECONDS * 4)) < 0.6, AUDIO_RATE // 4)  # noqa: E731
-        bass = 0.5 * np.sin(2 * np.pi * rng.uniform(60, 150) * t) * envelope()
-        noise = np.fft.rfft(rng.normal(size=len(t)))
-        freqs = np.fft.rfftfreq(len(t), 1 / AUDIO_RATE)
-        noise[(freqs < 2000) | (freqs > 3500)] = 0
-        other = 0.5 * np.fft.irfft(noise, len(t)) / np.fft.irfft(noise, len(t)).std() * 0.3 * envelope()
-        paths = {}
-        for stem, wave in (("bass", bass), ("other", other)):
-            paths[stem] = f"audio/{i}-{stem}.wav"
-            soundfile.write(task / paths[stem], wave.astype(np.float32), AUDIO_RATE, subtype="FLOAT")
-        soundfile.write(task / f"audio/{i}.wav", (bass + other).astype(np.float32), AUDIO_RATE, subtype="FLOAT")
-        rows.append({"id": f"sep-{i}", "path": f"audio/{i}.wav", "split": split, "label": paths})
-        low = soxr.resample(bass, AUDIO_RATE, STORE_RATE)
-        high = soxr.resample(other, AUDIO_RATE, STORE_RATE)
-        track = rng.normal(size=(len(low) // hop, LAYERS, DIM))
-        track[:, 1, 0] = 3 * _band_energy(low, hop)
-        track[:, 1, 1] = 3 * _band_energy(high, hop)
-        frames.append(track)
-        offsets.append(offsets[-1] + len(track))
-    (task / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    features = np.concatenate(frames)
-    store = root / "sep.zarr"
+    resampled = [soxr.resample(w, AUDIO_RATE, STORE_RATE) for w in waves.values()]
+    frames = len(resampled[0]) // hop
+    track = rng.normal(size=(frames, LAYERS, DIM))
+    for k, wave in enumerate(resampled):
+        track[:, 1, k] = 3 * np.log1p(np.square(wave[:frames * hop].reshape(frames, hop)).mean(1) * 100)
+    return track
+
+
+def write_frame_store(path: Path, track_ids: list[str], frames: list[np.ndarray]) -> Path:
     attrs = {"model": "toy", "sample_rate": STORE_RATE, "frame_rate": FPS, "window_s": 30.0, "hop_s": 30.0,
              "layers": list(range(LAYERS)), "frame_layers": list(range(LAYERS)), "random_init": False,
              "precision": "fp16"}
-    pooled = np.stack([f.mean(0) for f in frames])
-    write_store(store, [r["path"] for r in rows], attrs, pooled=pooled, window_track=np.arange(n), frames=features,
-                frame_offsets=offsets)
-    return task, store
+    offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])])
+    write_store(path, track_ids, attrs, pooled=np.stack([f.mean(0) for f in frames]),
+                window_track=np.arange(len(frames)), frames=np.concatenate(frames), frame_offsets=offsets)
+    return path
+
+
+def write_wav(path: Path, wave: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, wave.astype(np.float32), AUDIO_RATE, subtype="FLOAT")
+    return path.name
+
+
+def split_of(i: int) -> str:
+    return "train" if i < 8 else "valid" if i < 10 else "test"
+
+
+def make_separation_set(root: Path, n: int = 12) -> tuple[Path, Path]:
+    """A synthetic-suite separation folder of ``n`` tracks (8 train, 2 valid, the rest test) and its store."""
+    rng = np.random.default_rng(7)
+    task = root / "synth-separation"
+    task.mkdir(parents=True)
+    (task / "task.json").write_text(json.dumps({"kind": "separation", "stems": list(STEMS), "chance": {}}))
+    rows, frames = [], []
+    for i in range(n):
+        waves = render_stems(rng, STEMS)
+        paths = {stem: f"audio/{i}-{stem}.wav" for stem in STEMS}
+        for stem, wave in waves.items():
+            write_wav(task / paths[stem], wave)
+        write_wav(task / f"audio/{i}.wav", sum(waves.values()))
+        rows.append({"id": f"sep-{i}", "path": f"audio/{i}.wav", "split": split_of(i), "label": paths})
+        frames.append(store_frames(waves, rng))
+    (task / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return task, write_frame_store(root / "sep.zarr", [r["path"] for r in rows], frames)
 
 
 def mixture_baseline(task: Path, split: str) -> dict[str, float]:
@@ -121,6 +142,18 @@ def mixture_baseline(task: Path, split: str) -> dict[str, float]:
             reference = load(row["label"][stem])
             scores[stem].append(10 * np.log10(np.sum(reference ** 2) / np.sum((reference - mixture) ** 2)))
     return {s: float(np.mean(v)) for s, v in scores.items()}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tiny LSTMs run step by step: a second OpenMP thread only adds barrier waits, and on a busy
+    2-core machine those waits made these tests over 10x slower (measured)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +202,26 @@ def test_missing_stem_file_is_named(separation_set, tmp_path, capsys):
                  "--samples-per-track", "1"]) == 2
     assert "9-bass.wav not found" in capsys.readouterr().err
     assert read_store(store, "frames").track_ids[0] == "audio/0.wav"
+
+
+def test_musdb_layout_end_to_end(tmp_path):
+    """`--task musdb18` on a MUSDB-shaped tree: {split}/<track>/{mixture,vocals,drums,bass,other}.wav."""
+    rng = np.random.default_rng(11)
+    stems = ("vocals", "drums", "bass", "other")
+    ids, frames = [], []
+    for i in range(11):
+        waves = render_stems(rng, stems)
+        folder = tmp_path / "musdb" / split_of(i) / f"Artist - Song {i}"
+        for stem, wave in waves.items():
+            write_wav(folder / f"{stem}.wav", wave)
+        write_wav(folder / "mixture.wav", sum(waves.values()))
+        ids.append(f"{split_of(i)}/{folder.name}/mixture.wav")
+        frames.append(store_frames(waves, rng))
+    store = write_frame_store(tmp_path / "musdb.zarr", ids, frames)
+    out = tmp_path / "out"
+    assert main(["probe", str(store), "--task", "musdb18", "--data", str(tmp_path / "musdb"), "--out", str(out),
+                 "--max-epochs", "1", "--learning-rates", "1e-2", "--lstm-hidden", "8", "--chunk-seconds", "0.5",
+                 "--samples-per-track", "2", "--separation-batch", "8"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["outputs"] == list(stems) and results["items"] == {"train": 8, "valid": 2, "test": 1}
+    assert set(results["winner"]["test"]) == {"sdr", "score", *(f"sdr_{s}" for s in stems)}

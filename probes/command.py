@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, help="vectorised (all probes stacked; default on a GPU) or "
                         "per-probe (one probe per worker process; default on a CPU)")
     parser.add_argument("--workers", type=int, default=0, help="per-probe worker processes (0 = all cores)")
-    parser.add_argument("--device", help="torch device for vectorised mode (default: cuda if available)")
+    parser.add_argument("--device", help="torch device for vectorised mode and separation "
+                        "(default: cuda if available)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed of every probe (default {SEED}, MARBLE's)")
     parser.add_argument("--max-epochs", type=int, help="override the task's epoch limit (quick runs)")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=list(LEARNING_RATES),

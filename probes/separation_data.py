@@ -74,7 +74,8 @@ class Spectrogram:
 
 @dataclass
 class Track:
-    """One item: its feature rows (at most ``n_frames``; the rest are zeros) and padded waveforms."""
+    """One item: its feature rows (at most ``n_frames``; missing frames are zeros), its reflect-padded
+    mixture waveform and the paths of its stems (read one stem at a time)."""
 
     id: str
     rows: np.ndarray

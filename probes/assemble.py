@@ -75,7 +75,7 @@ def _row_targets(task: Task, unit: Unit, fps: float, split: str) -> np.ndarray:
 def probe_data(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures, source: str) -> ProbeData:
     """The grid's input for this task, store and dataset; refuses a store whose extraction differs."""
     if task.kind == "separation":
-        raise ValueError("separation probing (the LSTM mask head on frame features) is not available yet")
+        raise ValueError("separation tasks train LSTM mask heads, not this grid: see marblekit.probes.separation")
     task.extraction.check(features.attrs, features.level, source)
     units = _units(task, dataset, features, source)
     fps = float(features.attrs["frame_rate"])

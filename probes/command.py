@@ -14,6 +14,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from marblekit.probes.grid import LEARNING_RATES, MODES, SEED
+    from marblekit.probes.separation import Settings
 
     parser.add_argument("store", type=Path, help="Zarr feature store written by marblekit extract")
     parser.add_argument("--task", required=True, help="task name (marblekit.probes.tasks.TASKS), e.g. gtzan-genre")
@@ -22,19 +23,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, help="vectorised (all probes stacked; default on a GPU) or "
                         "per-probe (one probe per worker process; default on a CPU)")
     parser.add_argument("--workers", type=int, default=0, help="per-probe worker processes (0 = all cores)")
-    parser.add_argument("--device", help="torch device for vectorised mode (default: cuda if available)")
+    parser.add_argument("--device", help="torch device for vectorised mode and separation "
+                        "(default: cuda if available)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed of every probe (default {SEED}, MARBLE's)")
     parser.add_argument("--max-epochs", type=int, help="override the task's epoch limit (quick runs)")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=list(LEARNING_RATES),
                         help="learning-rate grid (default: MARBLE's six)")
+    separation = parser.add_argument_group(
+        "separation (musdb18, synth-separation)", "one LSTM mask head per stem and grid point, trained one after "
+        "another (--mode and --workers do not apply); the defaults are MARBLE's, shrink them for CPU runs")
+    defaults = Settings()
+    separation.add_argument("--lstm-hidden", type=int, default=defaults.hidden,
+                            help=f"hidden size of the head's layers and LSTM (default {defaults.hidden})")
+    separation.add_argument("--chunk-seconds", type=float, default=defaults.chunk_s,
+                            help=f"training chunk length (default {defaults.chunk_s})")
+    separation.add_argument("--samples-per-track", type=int, default=defaults.samples_per_track,
+                            help=f"training chunks per track and epoch (default {defaults.samples_per_track})")
+    separation.add_argument("--separation-batch", type=int, default=defaults.batch_size,
+                            help=f"chunks per training batch (default {defaults.batch_size})")
 
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from marblekit.probes.run import ProbeRequest, run_probe
+    from marblekit.probes.separation import Settings
 
+    settings = Settings(args.lstm_hidden, args.chunk_seconds, args.samples_per_track, args.separation_batch)
     request = ProbeRequest(args.store, args.task, args.data, args.out, args.mode, args.workers, args.seed,
-                           args.device, args.max_epochs, tuple(args.learning_rates))
+                           args.device, args.max_epochs, tuple(args.learning_rates), settings)
     report = run_probe(request)
     winner = report["winner"]
     print(f"{report['task']}: {len(report['probes'])} probes in {report['train_seconds']} s ({report['mode']}); "

@@ -1,7 +1,7 @@
 """Render probe results across backbones: a MARBLE-style markdown table and a per-layer score plot.
 
 Reads every results.json under the given folders. Table cells are test scores of the validation-selected
-probe on MARBLE's scales: percentages, tagging as ROC/AP, Emomusic as R²V/R²A; the Avg. column is the
+probe on MARBLE's scales: percentages, tagging as ROC/AP, Emomusic as R²V/R²A, separation as SDR in dB; the Avg. column is the
 unweighted mean of the task scores (tagging and Emomusic first averaged), as the paper computes it.
 The plot shows, per task and backbone, the test score of each layer choice with its best learning rate
 (chosen on validation), the weighted sum at the right.
@@ -43,6 +43,8 @@ def _backbone(report: dict[str, Any]) -> str:
 def cell(report: dict[str, Any]) -> tuple[str, float]:
     """The table text of a task result and its contribution to Avg. (0-100)."""
     test = report["winner"]["test"]
+    if report["kind"] == "separation":  # SDR in dB, used as-is in Avg. (as the paper does)
+        return f"{test['score']:.1f}", test["score"]
     if report["kind"] == "multilabel":
         return f"{100 * test['aucroc']:.1f}/{100 * test['ap']:.1f}", 50 * (test["aucroc"] + test["ap"])
     if report["kind"] == "regression" and {"r2_valence", "r2_arousal"} <= set(test):
@@ -72,7 +74,8 @@ def per_layer(report: dict[str, Any]) -> tuple[list[str], list[float]]:
         key = "all" if layer is None else str(layer)
         if key not in best or probe["valid"][monitor] > best[key]["valid"][monitor]:
             best[key] = probe
-    return list(best), [100 * p["test"]["score"] for p in best.values()]
+    scale = 1 if report["kind"] == "separation" else 100  # dB or percent
+    return list(best), [scale * p["test"]["score"] for p in best.values()]
 
 
 def plot(reports: list[dict[str, Any]], path: Path) -> None:

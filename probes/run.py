@@ -11,7 +11,11 @@ from typing import Any
 from marblekit.probes import grid
 from marblekit.probes.assemble import probe_data
 from marblekit.probes.features import read_store
-from marblekit.probes.tasks import get_task
+from marblekit.probes.separation import Settings as SeparationSettings
+from marblekit.probes.tasks import Dataset, Task, get_task
+
+SEPARATION_MODE = "sequential"
+
 
 @dataclasses.dataclass
 class ProbeRequest:
@@ -25,6 +29,54 @@ class ProbeRequest:
     device: str | None = None
     max_epochs: int | None = None
     learning_rates: tuple[float, ...] = grid.LEARNING_RATES
+    separation: SeparationSettings = dataclasses.field(default_factory=SeparationSettings)
+
+
+@dataclasses.dataclass
+class Trained:
+    """What either trainer hands back for the report."""
+
+    results: list[grid.ProbeResult]
+    monitor: str
+    schedule: grid.Schedule
+    mode: str
+    items: dict[str, int]
+    seconds: float
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _with_epochs(schedule: grid.Schedule, max_epochs: int | None) -> grid.Schedule:
+    return dataclasses.replace(schedule, max_epochs=max_epochs) if max_epochs else schedule
+
+
+def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: Any, progress: bool) -> Trained:
+    """The MLP grid of every non-separation task."""
+    data = probe_data(task, dataset, features, str(request.store))
+    data.schedule = _with_epochs(data.schedule, request.max_epochs)
+    configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
+    mode = request.mode or grid.default_mode()
+    started = time.perf_counter()
+    results = grid.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress=progress)
+    items = {"train": data.train.n_items, "valid": data.valid.n_items, "test": data.test.n_items}
+    return Trained(results, data.evaluator.monitor, data.schedule, mode, items, time.perf_counter() - started)
+
+
+def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, features: Any,
+                      progress: bool) -> Trained:
+    """Mask heads per stem and grid point, one after another (``marblekit.probes.separation``)."""
+    from marblekit.probes import separation
+    from marblekit.probes.separation_data import separation_data
+
+    data = separation_data(task, dataset, features, request.data, str(request.store))
+    data.schedule = _with_epochs(data.schedule, request.max_epochs)
+    settings = request.separation
+    configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
+    started = time.perf_counter()
+    results = separation.run_separation_grid(data, configs, settings, request.seed, request.device, progress)
+    items = {split: len(tracks) for split, tracks in data.splits.items()}
+    return Trained(results, separation.MONITOR, data.schedule, SEPARATION_MODE, items,
+                   time.perf_counter() - started,
+                   {**dataclasses.asdict(settings), "n_fft": data.spectrogram.n_fft, "hop": data.spectrogram.hop})
 
 
 def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
@@ -35,25 +87,21 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err} (--data for {task.name}: {task.data_help})") from err
     features = read_store(request.store, task.extraction.level)
-    data = probe_data(task, dataset, features, str(request.store))
-    if request.max_epochs:
-        data.schedule = dataclasses.replace(data.schedule, max_epochs=request.max_epochs)
-    configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
-    mode = request.mode or grid.default_mode()
-    started = time.perf_counter()
-    results = grid.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress=progress)
-    seconds = time.perf_counter() - started
-    winner = grid.select_winner(results, data.evaluator.monitor)
+    train = _train_separation if task.kind == "separation" else _train_grid
+    trained = train(request, task, dataset, features, progress)
+    results = trained.results
+    winner = grid.select_winner(results, trained.monitor)
     report = {
-        "task": task.name, "kind": task.kind, "monitor": data.evaluator.monitor, "outputs": list(dataset.outputs),
+        "task": task.name, "kind": task.kind, "monitor": trained.monitor, "outputs": list(dataset.outputs),
         "store": str(request.store), "store_metadata": features.attrs, "data": str(request.data),
-        "schedule": dataclasses.asdict(data.schedule), "mode": mode, "workers": request.workers,
-        "seed": request.seed, "learning_rates": list(request.learning_rates), "train_seconds": round(seconds, 2),
-        "items": {s: n for s, n in (("train", data.train.n_items), ("valid", data.valid.n_items),
-                                    ("test", data.test.n_items))},
+        "schedule": dataclasses.asdict(trained.schedule), "mode": trained.mode, "workers": request.workers,
+        "seed": request.seed, "learning_rates": list(request.learning_rates),
+        "train_seconds": round(trained.seconds, 2), "items": trained.items,
         "winner": {"index": winner, **results[winner].to_json()},
         "probes": [r.to_json() for r in results],
     }
+    if trained.settings:
+        report["separation"] = trained.settings
     request.out.mkdir(parents=True, exist_ok=True)
     (request.out / "results.json").write_text(json.dumps(report, indent=1))
     (request.out / "leaderboard.md").write_text(leaderboard(report))

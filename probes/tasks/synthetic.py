@@ -1,7 +1,8 @@
 """The synthetic suite written by ``marblekit synth``: one folder per task (pass it as ``--data``).
 
 ``task.json``: ``kind`` (multiclass, multilabel, regression, beat, separation or key), the output names
-under ``classes`` (also read as ``class_names`` or ``outputs``) and chance levels (reported, not used).
+under ``classes`` (also read as ``class_names``, ``outputs`` or, for separation, ``stems``) and chance
+levels (reported, not used).
 ``manifest.jsonl``: one JSON object per item with ``id`` (the track id: extract the manifest itself as the
 catalog, ``marblekit extract OUT/<task>/manifest.jsonl ...``), ``path`` (relative to the task folder),
 ``split`` (train/valid/test) and ``label``: a class index (multiclass; key as an index or a name such as
@@ -24,7 +25,7 @@ from marblekit.probes.metrics import KEY_NAMES
 from marblekit.probes.tasks.base import SPLITS, Dataset, Extraction, Item, Task, require_file, zscore_on_development
 from marblekit.probes.tasks.giantsteps import key_class
 
-NAME_KEYS = ("classes", "class_names", "outputs")
+NAME_KEYS = ("classes", "class_names", "outputs", "stems")
 
 
 def read_task_json(folder: Path) -> dict[str, Any]:

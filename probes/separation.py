@@ -1,0 +1,202 @@
+"""Separation probing: a mask head (``separation_head``) per grid point and target stem, trained one after
+another. Each model is an LSTM over thousands of frames, too large to stack like the MLP grid, so the grid
+over layer choices x learning rates runs sequentially (cost: stems x layer choices x learning rates
+models; restrict ``--learning-rates`` and shrink ``Settings`` for quick CPU runs).
+
+Training follows MARBLE's MUSDB18 prober on pre-extracted features: random chunks of ``chunk_s`` seconds
+of the real tracks, ``samples_per_track`` per train track and epoch (the reference's random track
+remixing, gains and channel swaps would need the backbone on the fly and are left out), batches of
+``batch_size`` chunks, MSE between predicted and target magnitude spectrograms, Adam without weight decay,
+ReduceLROnPlateau (factor 0.5) and early stopping on the validation SDR, best-validation state kept.
+Validation and test run whole tracks. Decoding puts the mixture's phase on the predicted magnitude and
+inverts the STFT (the reference uses open-unmix's Wiener filter with one EM iteration instead); each track
+is scored with the global SDR and the tracks are averaged.
+
+A grid point's metrics are ``sdr_<stem>`` per stem and ``sdr``, their mean: the monitor and task score.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from marblekit.probes.grid import ProbeConfig, ProbeResult
+from marblekit.probes.metrics import global_sdr
+from marblekit.probes.separation_data import SeparationData, Track
+
+MONITOR = "sdr"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Model and data sizes; the defaults are the reference's (batch 32 from its launcher)."""
+
+    hidden: int = 512
+    chunk_s: float = 6.0
+    samples_per_track: int = 64
+    batch_size: int = 32
+
+
+@dataclass
+class StemRun:
+    """One stem model's run: curves, best epoch and global SDR at its best-validation state."""
+
+    epochs: int
+    best_epoch: int
+    valid_curve: list[float]
+    train_loss: list[float]
+    final_lr: float
+    valid_sdr: float
+    test_sdr: float
+
+
+@dataclass
+class SeparationResult(ProbeResult):
+    """A grid point's result; ``stems`` holds each stem model's run. The shared fields summarise them:
+    epochs and best epoch are the latest over the stems, the final learning rate the smallest, the
+    validation curve is the per-epoch mean over stems of each model's best SDR so far (a stopped model
+    keeps its best), the train loss the mean over the models still training."""
+
+    stems: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def input_layers(config: ProbeConfig, n_hidden_states: int) -> np.ndarray:
+    """Hidden states a probe reads: its layer, or 1..L for the weighted sum."""
+    return np.array([config.layer]) if config.layer is not None else np.arange(1, n_hidden_states)
+
+
+def chunk_frames(data: SeparationData, settings: Settings) -> int:
+    """Frames per training chunk: ``chunk_s`` at the frame rate, at most the shortest train track."""
+    rate = data.sample_rate / data.spectrogram.hop
+    return min(max(1, round(settings.chunk_s * rate)), min(t.n_frames for t in data.splits["train"]))
+
+
+class StemTrainer:
+    """Trains and scores one mask head for one stem and grid point."""
+
+    def __init__(self, data: SeparationData, stem_waves: dict[str, list[np.ndarray]], config: ProbeConfig,
+                 settings: Settings, seed: int, device: str) -> None:
+        import torch
+
+        from marblekit.probes.separation_head import MaskHead
+
+        self.data, self.waves, self.settings, self.seed = data, stem_waves, settings, seed
+        self.device = torch.device(device)
+        self.layers = input_layers(config, data.n_hidden_states)
+        torch.manual_seed(seed)
+        self.model = MaskHead(data.features.shape[2], data.spectrogram.n_bins, len(self.layers),
+                              settings.hidden).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=0.0)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=0.5, patience=data.schedule.plateau_patience)
+        self.chunk = chunk_frames(data, settings)
+
+    def _batch(self, picks: list[tuple[int, int]]) -> tuple[Any, Any, Any]:
+        """Features [C, B, K, D], mixture and target magnitudes [C, B, bins] of (track, start frame) chunks."""
+        import torch
+
+        spec, tracks = self.data.spectrogram, self.data.splits["train"]
+        span = (self.chunk - 1) * spec.hop + spec.n_fft
+        features = np.stack([self.data.track_features(tracks[t], self.layers, s, self.chunk) for t, s in picks], 1)
+        mixture = np.stack([tracks[t].mixture[s * spec.hop:s * spec.hop + span] for t, s in picks])
+        target = np.stack([self.waves["train"][t][s * spec.hop:s * spec.hop + span] for t, s in picks])
+        as_tensor = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        return as_tensor(features), spec.magnitude(as_tensor(mixture)), spec.magnitude(as_tensor(target))
+
+    def train_epoch(self, rng: np.random.Generator) -> float:
+        """One pass over ``samples_per_track`` random chunks of every train track; the mean batch loss."""
+        import torch.nn.functional as F
+
+        tracks = self.data.splits["train"]
+        picks = [(t, int(rng.integers(0, track.n_frames - self.chunk + 1)))
+                 for t, track in enumerate(tracks) for _ in range(self.settings.samples_per_track)]
+        order = rng.permutation(len(picks))
+        self.model.train()
+        losses = []
+        for start in range(0, len(order), self.settings.batch_size):
+            features, mixture, target = self._batch([picks[i] for i in order[start:start + self.settings.batch_size]])
+            loss = F.mse_loss(self.model(features, mixture), target)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        return float(np.mean(losses))
+
+    def separate(self, track: Track) -> np.ndarray:
+        """The stem estimate of a whole track: predicted magnitude, mixture phase, inverse STFT."""
+        import torch
+
+        spec = self.data.spectrogram
+        self.model.eval()
+        with torch.no_grad():
+            features = torch.from_numpy(self.data.track_features(track, self.layers)[:, None]).to(self.device)
+            mixture = spec.complex(torch.from_numpy(track.mixture[None]).to(self.device))
+            magnitude = self.model(features, mixture.abs())
+            estimate = spec.inverse(torch.polar(magnitude, mixture.angle()), track.n_samples)
+        return estimate[0].cpu().numpy()
+
+    def score(self, split: str) -> float:
+        """Mean global SDR over the split's tracks."""
+        offset = self.data.spectrogram.n_fft // 2
+        return float(np.mean([global_sdr(wave[offset:offset + track.n_samples], self.separate(track))
+                              for track, wave in zip(self.data.splits[split], self.waves[split], strict=True)]))
+
+    def run(self) -> StemRun:
+        """Train with plateau schedule and early stopping on validation SDR; score the best state."""
+        rng = np.random.default_rng(self.seed)
+        schedule = self.data.schedule
+        best, best_epoch, best_state, wait = -math.inf, 0, copy.deepcopy(self.model.state_dict()), 0
+        curve, losses = [], []
+        for epoch in range(1, schedule.max_epochs + 1):
+            losses.append(self.train_epoch(rng))
+            sdr = self.score("valid")
+            curve.append(sdr)
+            self.scheduler.step(sdr)
+            if sdr > best:
+                best, best_epoch, best_state, wait = sdr, epoch, copy.deepcopy(self.model.state_dict()), 0
+            else:
+                wait += 1
+                if wait >= schedule.stop_patience:
+                    break
+        final_lr = self.optimizer.param_groups[0]["lr"]
+        self.model.load_state_dict(best_state)
+        return StemRun(len(curve), best_epoch, curve, losses, final_lr, self.score("valid"), self.score("test"))
+
+
+def summarise(config: ProbeConfig, runs: dict[str, StemRun]) -> SeparationResult:
+    """One grid point's result from its stem models (see ``SeparationResult``)."""
+    epochs = max(r.epochs for r in runs.values())
+    best_so_far = [np.maximum.accumulate(r.valid_curve) for r in runs.values()]
+    curve = [float(np.mean([b[min(e, len(b) - 1)] for b in best_so_far])) for e in range(epochs)]
+    loss = [float(np.mean([r.train_loss[e] for r in runs.values() if e < len(r.train_loss)])) for e in range(epochs)]
+    valid = {f"sdr_{s}": r.valid_sdr for s, r in runs.items()}
+    test = {f"sdr_{s}": r.test_sdr for s, r in runs.items()}
+    valid[MONITOR] = float(np.mean(list(valid.values())))
+    test[MONITOR] = float(np.mean(list(test.values())))
+    valid["score"], test["score"] = valid[MONITOR], test[MONITOR]
+    return SeparationResult(config=config, epochs=epochs, best_epoch=max(r.best_epoch for r in runs.values()),
+                            valid_curve=curve, train_loss=loss, final_lr=min(r.final_lr for r in runs.values()),
+                            valid=valid, test=test, stems={s: vars(r) for s, r in runs.items()})
+
+
+def run_separation_grid(data: SeparationData, configs: list[ProbeConfig], settings: Settings, seed: int,
+                        device: str | None = None, progress: bool = True) -> list[SeparationResult]:
+    """Every (stem, grid point) model in turn, stem by stem so that one stem's audio is in memory at a
+    time; results in ``configs`` order."""
+    import torch
+    from tqdm import tqdm
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    runs: list[dict[str, StemRun]] = [{} for _ in configs]
+    with tqdm(total=len(configs) * len(data.stems), desc="separation models", disable=not progress) as bar:
+        for stem in data.stems:
+            waves = {split: [data.stem(track, stem) for track in tracks] for split, tracks in data.splits.items()}
+            for i, config in enumerate(configs):
+                bar.set_postfix(stem=stem, probe=config.name)
+                runs[i][stem] = StemTrainer(data, waves, config, settings, seed, device).run()
+                bar.update(1)
+    return [summarise(config, stem_runs) for config, stem_runs in zip(configs, runs, strict=True)]

@@ -1,0 +1,163 @@
+"""A separation task's audio and spectrograms, aligned to a store's frame features.
+
+The STFT hop is the store's ``sample_rate / frame_rate`` so that STFT frame t lines up with backbone frame
+t (MERT-v1: 24 kHz / 75 fps = 320, MARBLE's n_fft 2048 / hop 320). n_fft is 2048, or the next power of two
+of at least 4 hops for coarser frame rates. Each track's features are truncated or zero-padded to its STFT
+frame count (the reference pads with zeros). Audio is read as mono (channel mean) and resampled with soxr
+to the store's sample rate; waveforms are kept reflect-padded by n_fft/2 so that a chunk's STFT without
+centring equals the same frames of the whole track's centred STFT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marblekit.probes.features import FrameFeatures
+from marblekit.probes.grid import Schedule
+from marblekit.probes.tasks.base import SPLITS, Dataset, Item, Task
+
+N_FFT = 2048
+
+
+@dataclass(frozen=True)
+class Spectrogram:
+    """Hann-window STFT settings shared by training, evaluation and decoding."""
+
+    n_fft: int
+    hop: int
+
+    @classmethod
+    def for_store(cls, attrs: dict[str, Any], source: str) -> Spectrogram:
+        """hop = sample_rate / frame_rate, which must be a whole number of samples."""
+        hop = float(attrs["sample_rate"]) / float(attrs["frame_rate"])
+        if abs(hop - round(hop)) > 1e-6:
+            raise ValueError(f"store {source}: sample_rate / frame_rate = {hop} is not a whole number of samples, "
+                             "so STFT frames cannot be aligned to the backbone's frames")
+        hop_samples = int(round(hop))
+        return cls(max(N_FFT, 2 ** math.ceil(math.log2(4 * hop_samples))), hop_samples)
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames of the centred STFT of ``n_samples`` samples."""
+        return 1 + n_samples // self.hop
+
+    def pad(self, wave: np.ndarray) -> np.ndarray:
+        """Reflect padding by n_fft/2 on both sides (what a centred STFT does)."""
+        return np.pad(wave, self.n_fft // 2, mode="reflect" if len(wave) > self.n_fft // 2 else "constant")
+
+    def complex(self, padded: Any) -> Any:
+        """Uncentred STFT of padded waveforms [batch, samples] -> complex [frames, batch, bins]."""
+        import torch
+
+        window = torch.hann_window(self.n_fft, dtype=padded.dtype, device=padded.device)
+        spec = torch.stft(padded, self.n_fft, self.hop, window=window, center=False, return_complex=True)
+        return spec.permute(2, 0, 1)
+
+    def magnitude(self, padded: Any) -> Any:
+        return self.complex(padded).abs()
+
+    def inverse(self, spec: Any, length: int) -> Any:
+        """Complex [frames, batch, bins] -> waveforms [batch, length] (centred inverse STFT)."""
+        import torch
+
+        window = torch.hann_window(self.n_fft, dtype=spec.real.dtype, device=spec.device)
+        return torch.istft(spec.permute(1, 2, 0), self.n_fft, self.hop, window=window, center=True, length=length)
+
+
+@dataclass
+class Track:
+    """One item: its feature rows (at most ``n_frames``; missing frames are zeros), its reflect-padded
+    mixture waveform and the paths of its stems (read one stem at a time)."""
+
+    id: str
+    rows: np.ndarray
+    n_samples: int
+    n_frames: int
+    mixture: np.ndarray
+    stem_paths: dict[str, Path]
+
+
+@dataclass
+class SeparationData:
+    """Features [rows, L+1, D], the tracks of each split, and the STFT that aligns them."""
+
+    features: np.ndarray
+    splits: dict[str, list[Track]]
+    spectrogram: Spectrogram
+    sample_rate: int
+    stems: tuple[str, ...]
+    schedule: Schedule
+
+    @property
+    def n_hidden_states(self) -> int:
+        return self.features.shape[1]
+
+    def track_features(self, track: Track, layers: np.ndarray, start: int = 0, length: int | None = None
+                       ) -> np.ndarray:
+        """Frames [start, start+length) of a track's ``layers`` as float32 [length, layers, D], zeros past
+        the stored rows."""
+        length = track.n_frames - start if length is None else length
+        out = np.zeros((length, len(layers), self.features.shape[2]), np.float32)
+        rows = track.rows[start:start + length]
+        out[:len(rows)] = self.features[rows[:, None], layers[None, :]]
+        return out
+
+    def stem(self, track: Track, stem: str) -> np.ndarray:
+        """A stem's padded waveform at the store's sample rate, same length as the mixture's."""
+        wave = read_mono(track.stem_paths[stem], self.sample_rate)
+        if len(wave) != track.n_samples:
+            raise ValueError(f"{track.stem_paths[stem]}: {len(wave)} samples at {self.sample_rate} Hz but the "
+                             f"mixture {track.id} has {track.n_samples}; stems must be as long as their mixture")
+        return self.spectrogram.pad(wave)
+
+
+def read_mono(path: Path, sample_rate: int) -> np.ndarray:
+    """Channel mean of an audio file, resampled to ``sample_rate`` (float32)."""
+    import soundfile
+    import soxr
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected a stem or mixture audio file")
+    audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    return mono if rate == sample_rate else soxr.resample(mono, rate, sample_rate).astype(np.float32)
+
+
+def separation_data(task: Task, dataset: Dataset, features: FrameFeatures, root: Path, source: str) -> SeparationData:
+    """Join the dataset's tracks to the store's frames; refuses a store whose extraction differs."""
+    task.extraction.check(features.attrs, features.level, source)
+    spectrogram = Spectrogram.for_store(features.attrs, source)
+    sample_rate = int(features.attrs["sample_rate"])
+    index = {track: t for t, track in enumerate(features.track_ids)}
+    missing = [item.id for item in dataset.items if item.id not in index]
+    if missing:
+        raise ValueError(f"store {source} lacks {len(missing)} of the {len(dataset.items)} tracks of {task.name} "
+                         f"(or they are not marked done), e.g. {missing[:3]}; track ids must be paths relative "
+                         "to the dataset folder")
+    track_rows = features.track_rows()
+    splits: dict[str, list[Track]] = {split: [] for split in SPLITS}
+    for item in dataset.items:
+        splits[item.split].append(_track(item, track_rows[index[item.id]], root, spectrogram, sample_rate,
+                                         dataset.outputs, source))
+    return SeparationData(features.frames, splits, spectrogram, sample_rate, dataset.outputs, task.schedule)
+
+
+def _track(item: Item, rows: np.ndarray, root: Path, spectrogram: Spectrogram, sample_rate: int,
+           stems: tuple[str, ...], source: str) -> Track:
+    if len(rows) == 0:
+        raise ValueError(f"store {source}: track {item.id} has no feature rows")
+    absent = [s for s in stems if s not in item.label]
+    if absent:
+        raise ValueError(f"{item.id}: the label lacks stems {absent} (expected a mapping stem -> audio path)")
+    mixture = read_mono(root / item.id, sample_rate)
+    n_frames = spectrogram.n_frames(len(mixture))
+    return Track(item.id, rows[:n_frames], len(mixture), n_frames, spectrogram.pad(mixture),
+                 {s: root / item.label[s] for s in stems})

@@ -157,7 +157,7 @@ def _track(item: Item, rows: np.ndarray, root: Path, spectrogram: Spectrogram, s
     absent = [s for s in stems if s not in item.label]
     if absent:
         raise ValueError(f"{item.id}: the label lacks stems {absent} (expected a mapping stem -> audio path)")
-    mixture = read_mono(root / item.id, sample_rate)
+    mixture = read_mono(root / item.audio_path, sample_rate)
     n_frames = spectrogram.n_frames(len(mixture))
     return Track(item.id, rows[:n_frames], len(mixture), n_frames, spectrogram.pad(mixture),
                  {s: root / item.label[s] for s in stems})

@@ -126,7 +126,7 @@ def make_separation_set(root: Path, n: int = 12) -> tuple[Path, Path]:
         rows.append({"id": f"sep-{i}", "path": f"audio/{i}.wav", "split": split_of(i), "label": paths})
         frames.append(store_frames(waves, rng))
     (task / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return task, write_frame_store(root / "sep.zarr", [r["path"] for r in rows], frames)
+    return task, write_frame_store(root / "sep.zarr", [r["id"] for r in rows], frames)
 
 
 def mixture_baseline(task: Path, split: str) -> dict[str, float]:
@@ -201,7 +201,7 @@ def test_missing_stem_file_is_named(separation_set, tmp_path, capsys):
                  str(tmp_path / "o"), "--max-epochs", "1", "--learning-rates", "1e-2", "--lstm-hidden", "8",
                  "--samples-per-track", "1"]) == 2
     assert "9-bass.wav not found" in capsys.readouterr().err
-    assert read_store(store, "frames").track_ids[0] == "audio/0.wav"
+    assert read_store(store, "frames").track_ids[0] == "sep-0"
 
 
 def test_musdb_layout_end_to_end(tmp_path):

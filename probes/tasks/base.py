@@ -50,12 +50,18 @@ class Extraction:
 
 @dataclass(frozen=True)
 class Item:
-    """One labelled file. ``group``: the song a clip belongs to (GiantSteps), else None."""
+    """One labelled file. ``group``: the song a clip belongs to (GiantSteps), else None. ``path``: the audio
+    file relative to the dataset folder, where it differs from the id (the synthetic suite's manifest ids)."""
 
     id: str
     split: str
     label: Any
     group: str | None = None
+    path: str | None = None
+
+    @property
+    def audio_path(self) -> str:
+        return self.path or self.id
 
 
 @dataclass

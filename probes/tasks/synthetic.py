@@ -73,7 +73,8 @@ class SyntheticTask(Task):
             if row.get("split") not in SPLITS:
                 raise ValueError(f"{where}: split must be one of {SPLITS}, got {row.get('split')!r}")
             group = str(row.get("group", row["id"])) if self.kind == "key" else None
-            items.append(Item(row["id"], row["split"], _label(self.kind, row["label"], vocabulary, where), group))
+            items.append(Item(row["id"], row["split"], _label(self.kind, row["label"], vocabulary, where), group,
+                              row["path"]))
         if self.kind == "regression":
             targets = zscore_on_development(np.stack([item.label for item in items]), [i.split for i in items])
             items = [dataclasses.replace(item, label=target) for item, target in zip(items, targets)]

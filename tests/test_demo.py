@@ -29,10 +29,10 @@ pytestmark = [pytest.mark.triton,
               pytest.mark.skipif(MISSING is not None, reason=f"no serving environment: {MISSING}"),
               pytest.mark.skipif(soundfont_problem() is not None, reason=f"no FluidSynth: {soundfont_problem()}")]
 
-#: Tasks whose labels the handcrafted layers encode well enough to show at tiny scale: the probe's test
-#: metric and the constant predictor's score recorded in task.json under that name.
-HANDCRAFTED_BEATS_CHANCE = {"synth-instrument": ("acc", "accuracy"), "synth-beat": ("beat_f", "f_measure"),
-                            "synth-tagging": ("aucroc", "roc_auc")}
+#: Tasks whose labels the handcrafted layers encode well enough to show on the tiny suite's handful of test
+#: items (onsets for beats, spectra for instrument tags): the probe's test metric and the constant
+#: predictor's score recorded in task.json under that name. The small suite's figures are in the README.
+HANDCRAFTED_BEATS_CHANCE = {"synth-beat": ("beat_f", "f_measure"), "synth-tagging": ("aucroc", "roc_auc")}
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,20 @@ class Unit:
     rows: np.ndarray
 
 
-def _units(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures, source: str) -> list[Unit]:
+def track_index(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures,
+                source: str) -> dict[str, int]:
+    """Store track index of every item id; refuses a store that lacks any of the task's items."""
     index = {track: t for t, track in enumerate(features.track_ids)}
     missing = [item.id for item in dataset.items if item.id not in index]
     if missing:
         raise ValueError(f"store {source} lacks {len(missing)} of the {len(dataset.items)} tracks of {task.name} "
-                         f"(or they are not marked done), e.g. {missing[:3]}; track ids must be paths relative "
-                         "to the dataset folder")
+                         f"(or they are not marked done), e.g. {missing[:3]}; track ids must be the task's item "
+                         "ids: audio paths relative to the dataset folder, or the synthetic manifest's ids")
+    return index
+
+
+def _units(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures, source: str) -> list[Unit]:
+    index = track_index(task, dataset, features, source)
     track_rows = features.track_rows()
     if task.extraction.full_windows_only:
         seconds = getattr(features, "window_length", None)

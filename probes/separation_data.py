@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from marblekit.probes.assemble import track_index
 from marblekit.probes.features import FrameFeatures
 from marblekit.probes.grid import Schedule
 from marblekit.probes.tasks.base import SPLITS, Dataset, Item, Task
@@ -136,12 +137,7 @@ def separation_data(task: Task, dataset: Dataset, features: FrameFeatures, root:
     task.extraction.check(features.attrs, features.level, source)
     spectrogram = Spectrogram.for_store(features.attrs, source)
     sample_rate = int(features.attrs["sample_rate"])
-    index = {track: t for t, track in enumerate(features.track_ids)}
-    missing = [item.id for item in dataset.items if item.id not in index]
-    if missing:
-        raise ValueError(f"store {source} lacks {len(missing)} of the {len(dataset.items)} tracks of {task.name} "
-                         f"(or they are not marked done), e.g. {missing[:3]}; track ids must be paths relative "
-                         "to the dataset folder")
+    index = track_index(task, dataset, features, source)
     track_rows = features.track_rows()
     splits: dict[str, list[Track]] = {split: [] for split in SPLITS}
     for item in dataset.items:

@@ -7,7 +7,6 @@ engine parses ``<repo>/<name>/config.pbtxt``, the Triton engine asks the server 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +14,8 @@ from typing import Protocol
 import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+
+from marblekit.serving.client import served_model
 
 INPUT = "waveform"
 POOLED = "pooled"
@@ -41,21 +42,15 @@ class ModelInfo:
 
     @classmethod
     def from_config(cls, config: mc.ModelConfig) -> "ModelInfo":
-        params = {key: value.string_value for key, value in config.parameters.items()}
-        missing = {"marblekit_spec", "marblekit_provenance", "precision", "onnx_sha256", "min_samples",
-                   "max_samples"} - set(params)
-        if missing:
-            raise ValueError(f"model {config.name!r} was not exported by marblekit: its config lacks the "
-                             f"parameters {', '.join(sorted(missing))}")
-        spec = json.loads(params["marblekit_spec"])
-        provenance = json.loads(params["marblekit_provenance"])
-        return cls(name=config.name, backbone=spec["name"], sample_rate=int(spec["sample_rate"]),
+        served = served_model(config)
+        spec = served.spec
+        return cls(name=served.name, backbone=served.backbone, sample_rate=served.sample_rate,
                    frame_rate=float(spec["frame_rate"]), num_hidden_states=int(spec["hidden_states"]),
                    dim=int(spec["dim"]), normalize_input=bool(spec["normalize_input"]),
-                   precision=params["precision"], onnx_sha256=params["onnx_sha256"],
-                   random_init=bool(provenance.get("random_init", False)),
-                   min_samples=int(params["min_samples"]), max_samples=int(params["max_samples"]),
-                   max_batch=max(int(config.max_batch_size), 1))
+                   precision=served.precision, onnx_sha256=served.onnx_sha256,
+                   random_init=bool(served.provenance.get("random_init", False)),
+                   min_samples=served.min_samples, max_samples=served.max_samples,
+                   max_batch=max(served.max_batch_size, 1))
 
 
 class InferenceError(Exception):

@@ -19,6 +19,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 INPUT_NAME = "waveform"
+#: The config parameters ``marblekit export`` writes and every client needs.
+MARBLEKIT_PARAMETERS = ("marblekit_backbone", "marblekit_spec", "marblekit_provenance", "precision", "onnx_sha256",
+                        "min_samples", "max_samples")
 
 
 class ServingError(RuntimeError):
@@ -40,21 +43,25 @@ class ServedModel:
     max_samples: int
     max_batch_size: int
     precision: str
+    onnx_sha256: str
     outputs: dict[str, tuple[str, tuple[int, ...]]]  # name -> (Triton dtype, dims without the batch axis)
     spec: dict[str, object]
     provenance: dict[str, object]
 
 
 def served_model(config: mc.ModelConfig) -> ServedModel:
-    """Parse the marblekit parameters of a model config (as returned by ``get_model_config``)."""
+    """Parse the marblekit parameters of a model config (as returned by ``get_model_config``, or read from
+    ``config.pbtxt``); a config without them is refused with a ValueError naming what it lacks."""
     params = {key: value.string_value for key, value in config.parameters.items()}
-    if "marblekit_spec" not in params:
-        raise ServingError(f"model {config.name!r} was not exported by marblekit (no 'marblekit_spec' parameter)")
+    missing = set(MARBLEKIT_PARAMETERS) - set(params)
+    if missing:
+        raise ValueError(f"model {config.name!r} was not exported by marblekit: its config lacks the "
+                         f"parameters {', '.join(sorted(missing))}")
     spec = json.loads(params["marblekit_spec"])
     return ServedModel(
         name=config.name, backbone=params["marblekit_backbone"], sample_rate=int(spec["sample_rate"]),
         min_samples=int(params["min_samples"]), max_samples=int(params["max_samples"]),
-        max_batch_size=config.max_batch_size, precision=params["precision"],
+        max_batch_size=config.max_batch_size, precision=params["precision"], onnx_sha256=params["onnx_sha256"],
         outputs={out.name: (mc.DataType.Name(out.data_type).removeprefix("TYPE_"), tuple(out.dims))
                  for out in config.output},
         spec=spec, provenance=json.loads(params["marblekit_provenance"]),

@@ -9,8 +9,9 @@ import numpy as np
 
 from marblekit.probes.evaluators import (BeatEvaluator, KeyEvaluator, MultilabelEvaluator, MulticlassEvaluator,
                                          RegressionEvaluator)
-from marblekit.probes.features import FrameFeatures, PooledFeatures
+from marblekit.probes.features import StoreFeatures
 from marblekit.probes.grid import EvalSet, ProbeData, TrainSet
+from marblekit.probes.matrix import MemoryBudget, load_rows
 from marblekit.probes.tasks.base import SPLITS, Dataset, Item, Task
 
 #: frames on each side of a beat also marked as beats in training (the reference's widening)
@@ -25,7 +26,7 @@ class Unit:
     rows: np.ndarray
 
 
-def track_index(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures,
+def track_index(task: Task, dataset: Dataset, features: StoreFeatures,
                 source: str) -> dict[str, int]:
     """Store track index of every item id; refuses a store that lacks any of the task's items."""
     index = {track: t for t, track in enumerate(features.track_ids)}
@@ -37,11 +38,11 @@ def track_index(task: Task, dataset: Dataset, features: PooledFeatures | FrameFe
     return index
 
 
-def _units(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures, source: str) -> list[Unit]:
+def _units(task: Task, dataset: Dataset, features: StoreFeatures, source: str) -> list[Unit]:
     index = track_index(task, dataset, features, source)
     track_rows = features.track_rows()
     if task.extraction.full_windows_only:
-        seconds = getattr(features, "window_length", None)
+        seconds = features.window_length
         if seconds is None:
             raise ValueError(f"store {source}: {task.name} drops windows shorter than {task.extraction.window_s} s "
                              "but the store has no 'window_length' array")
@@ -79,8 +80,10 @@ def _row_targets(task: Task, unit: Unit, fps: float, split: str) -> np.ndarray:
     return np.repeat(np.asarray(unit.item.label, np.float32)[None], n, axis=0)
 
 
-def probe_data(task: Task, dataset: Dataset, features: PooledFeatures | FrameFeatures, source: str) -> ProbeData:
-    """The grid's input for this task, store and dataset; refuses a store whose extraction differs."""
+def probe_data(task: Task, dataset: Dataset, features: StoreFeatures, source: str,
+               budget: MemoryBudget | None = None, in_file: bool = False) -> ProbeData:
+    """The grid's input for this task, store and dataset; refuses a store whose extraction differs. The
+    rows the task uses are read once into a matrix within ``budget`` (``marblekit.probes.matrix``)."""
     if task.kind == "separation":
         raise ValueError("separation tasks train LSTM mask heads, not this grid: see marblekit.probes.separation")
     task.extraction.check(features.attrs, features.level, source)
@@ -90,17 +93,19 @@ def probe_data(task: Task, dataset: Dataset, features: PooledFeatures | FrameFea
     for split, members in by_split.items():
         if not members:
             raise ValueError(f"store {source}: no {split} items of {task.name} have feature rows")
+    matrix, positions = load_rows(features, [np.concatenate([u.rows for u in by_split[s]]) for s in SPLITS],
+                                  budget, in_file)
+    rows = dict(zip(SPLITS, positions))
     train = by_split["train"]
     lengths = [len(u.rows) for u in train]
-    train_set = TrainSet(np.concatenate([u.rows for u in train]), np.concatenate([[0], np.cumsum(lengths)]),
+    train_set = TrainSet(rows["train"], np.concatenate([[0], np.cumsum(lengths)]),
                          np.concatenate([_row_targets(task, u, fps, "train") for u in train]))
     evals = {}
     for split in ("valid", "test"):
         members = by_split[split]
         row_item = np.repeat(np.arange(len(members)), [len(u.rows) for u in members])
-        evals[split] = EvalSet(np.concatenate([u.rows for u in members]), row_item, len(members),
-                               pool=task.kind != "beat")
-    return ProbeData(features=features.rows, train=train_set, valid=evals["valid"], test=evals["test"],
+        evals[split] = EvalSet(rows[split], row_item, len(members), pool=task.kind != "beat")
+    return ProbeData(features=matrix, train=train_set, valid=evals["valid"], test=evals["test"],
                      n_outputs=len(dataset.outputs), schedule=task.schedule,
                      evaluator=_evaluator(task, dataset, by_split, evals, fps))
 

@@ -124,8 +124,9 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
     (task_dir / "task.json").write_text(json.dumps({"kind": "multiclass", "classes": [str(c) for c in range(classes)]}))
     (task_dir / "manifest.jsonl").write_text("\n".join(
         json.dumps({"id": i, "path": i, "split": s, "label": int(y)}) for i, s, y in zip(ids, splits, labels)) + "\n")
-    attrs = {"model": "bench", "sample_rate": 16000, "frame_rate": 50, "window_s": None, "hop_s": None,
-             "layers": list(range(layers)), "random_init": True, "precision": "fp16"}
+    extraction = get_task(TASK).extraction
+    attrs = {"model": "bench", "sample_rate": 16000, "frame_rate": 50, "window_s": extraction.window_s,
+             "hop_s": extraction.hop_s, "layers": list(range(layers)), "random_init": True, "precision": "fp16"}
     store = workdir / "store.zarr"
     write_store(store, ids, attrs, pooled=features, window_track=np.arange(len(ids)))
     schedule = get_task(TASK).schedule

@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: cuda if available)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed of every probe (default {SEED}, MARBLE's)")
     parser.add_argument("--max-epochs", type=int, help="override the task's epoch limit (quick runs)")
+    parser.add_argument("--memory-gb", type=float, help="RAM the features may take (default: half of the "
+                        "available memory); features over it are memory-mapped from a scratch file and read "
+                        "layer by layer, so a store larger than RAM still trains, with the same results")
+    parser.add_argument("--scratch", type=Path, help="folder for the memory-mapped feature file (default: the "
+                        "temp folder; needs room for the task's rows at every layer when they exceed --memory-gb, "
+                        "and always in per-probe mode, which shares them with its workers)")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=list(LEARNING_RATES),
                         help="learning-rate grid (default: MARBLE's six)")
     separation = parser.add_argument_group(
@@ -50,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings(args.lstm_hidden, args.chunk_seconds, args.samples_per_track, args.separation_batch)
     request = ProbeRequest(args.store, args.task, args.data, args.out, args.mode, args.workers, args.seed,
-                           args.device, args.max_epochs, tuple(args.learning_rates), settings)
+                           args.device, args.max_epochs, tuple(args.learning_rates), settings, args.memory_gb,
+                           args.scratch)
     report = run_probe(request)
     winner = report["winner"]
     print(f"{report['task']}: {len(report['probes'])} probes in {report['train_seconds']} s ({report['mode']}); "

@@ -1,4 +1,4 @@
-"""Reading an extracted feature store (Zarr v3) into RAM once, as fp16.
+"""Opening an extracted feature store (Zarr v3) and reading its rows piecewise, as fp16.
 
 The layout is the extractor's (``marblekit.extractor.store`` documents it in full); the probes use:
 
@@ -22,46 +22,51 @@ from typing import Any
 import numpy as np
 
 REQUIRED_ATTRS = ("model", "sample_rate", "frame_rate", "window_s", "hop_s", "layers", "random_init", "precision")
+#: rows read from the store per call while loading: a few chunks, so memory stays bounded by this span
+READ_SPAN_BYTES = 256 << 20
 
 
 @dataclass
-class PooledFeatures:
-    """Window-level features of the extracted tracks."""
+class StoreFeatures:
+    """An open store at one level ('pooled' windows or 'frames'), its rows not read yet.
 
-    track_ids: list[str]
-    pooled: np.ndarray
-    window_track: np.ndarray
+    ``track_ids`` are the extracted (status 1) tracks only; ``track_rows()[t]`` are the store rows of track t
+    in time order (its windows, or its windows' frames). Rows are read on demand with ``read_rows``, a few
+    chunks at a time, so a store larger than RAM can be loaded piecewise (``marblekit.probes.matrix``).
+    """
+
+    source: str
+    level: str
     attrs: dict[str, Any]
-    window_length: np.ndarray | None = None
-    level: str = "pooled"
+    track_ids: list[str]
+    array: Any  # the zarr array holding the rows: pooled [W, L+1, D] or frames [F, L+1, D]
+    rows_of_track: list[np.ndarray]
+    window_length: np.ndarray | None = None  # pooled level: seconds of each store row
 
     def track_rows(self) -> list[np.ndarray]:
-        """Row indices of each track's windows, in time order."""
-        order = np.argsort(self.window_track, kind="stable")
-        bounds = np.searchsorted(self.window_track[order], np.arange(len(self.track_ids) + 1))
-        return [order[bounds[t]:bounds[t + 1]] for t in range(len(self.track_ids))]
+        return self.rows_of_track
 
     @property
-    def rows(self) -> np.ndarray:
-        return self.pooled
-
-
-@dataclass
-class FrameFeatures:
-    """Frame-level features of the extracted tracks (CSR over tracks)."""
-
-    track_ids: list[str]
-    frames: np.ndarray
-    offsets: np.ndarray
-    attrs: dict[str, Any]
-    level: str = "frames"
-
-    def track_rows(self) -> list[np.ndarray]:
-        return [np.arange(self.offsets[t], self.offsets[t + 1]) for t in range(len(self.track_ids))]
+    def n_hidden_states(self) -> int:
+        return int(self.array.shape[1])
 
     @property
-    def rows(self) -> np.ndarray:
-        return self.frames
+    def dim(self) -> int:
+        return int(self.array.shape[2])
+
+    def read_spans(self, rows: np.ndarray) -> Any:
+        """Yield (index into ``rows``, fp16 [k, L+1, D]) for sorted unique store ``rows``, reading one
+        contiguous span of at most ``READ_SPAN_BYTES`` at a time."""
+        row_bytes = max(self.n_hidden_states * self.dim * 2, 1)
+        span = max(int(self.array.chunks[0]), READ_SPAN_BYTES // row_bytes // int(self.array.chunks[0])
+                   * int(self.array.chunks[0]))
+        first = 0
+        while first < len(rows):
+            begin = int(rows[first]) // span * span
+            last = int(np.searchsorted(rows, begin + span))
+            block = self.array[begin:int(rows[last - 1]) + 1]
+            yield np.arange(first, last), np.asarray(block[rows[first:last] - begin], np.float16)
+            first = last
 
 
 def _array(group: Any, name: str, source: str) -> np.ndarray:
@@ -70,9 +75,9 @@ def _array(group: Any, name: str, source: str) -> np.ndarray:
     return group[name][...]
 
 
-def read_store(path: str | Path, level: str = "pooled") -> PooledFeatures | FrameFeatures:
-    """Read a store written by the extractor at ``level`` ('pooled' or 'frames'); only tracks with status 1
-    keep their rows."""
+def read_store(path: str | Path, level: str = "pooled") -> StoreFeatures:
+    """Open a store written by the extractor at ``level`` ('pooled' or 'frames') and index its rows; only
+    tracks with status 1 keep their rows. Reads the small index arrays, not the features."""
     import zarr
 
     source = str(path)
@@ -84,20 +89,28 @@ def read_store(path: str | Path, level: str = "pooled") -> PooledFeatures | Fram
     if missing:
         raise ValueError(f"store {source}: attrs['marblekit'] lacks {', '.join(missing)}")
     track_ids = [str(t) for t in _array(group, "track_id", source)]
-    done = _array(group, "track_status", source) == 1
+    done = np.flatnonzero(_array(group, "track_status", source) == 1)
     window_track = _array(group, "window_track", source).astype(np.int64)
+    windows = _windows_of_tracks(window_track, len(track_ids))
+    kept_ids = [track_ids[t] for t in done]
     if level == "frames":
-        return _read_frames(group, attrs, track_ids, done, window_track, source)
-    keep = done[window_track]
-    length = group["window_length"][...][keep] if "window_length" in group else None
-    features = PooledFeatures(track_ids, _array(group, "pooled", source)[keep].astype(np.float16, copy=False),
-                              window_track[keep], attrs, length)
-    return features if done.all() else _only_done(features, done)
+        return _frame_rows(group, attrs, kept_ids, [windows[t] for t in done], source)
+    if "pooled" not in group:
+        raise ValueError(f"store {source}: missing array 'pooled' (see marblekit.probes.features for the layout)")
+    length = group["window_length"][...] if "window_length" in group else None
+    return StoreFeatures(source, "pooled", attrs, kept_ids, group["pooled"], [windows[t] for t in done], length)
 
 
-def _read_frames(group: Any, attrs: dict[str, Any], track_ids: list[str], done: np.ndarray,
-                 window_track: np.ndarray, source: str) -> FrameFeatures:
-    """Per-track CSR of frames: each done track's windows, in time order, concatenated."""
+def _windows_of_tracks(window_track: np.ndarray, n_tracks: int) -> list[np.ndarray]:
+    """Store rows of each track's windows, in store order (the extractor writes them in time order)."""
+    order = np.argsort(window_track, kind="stable")
+    bounds = np.searchsorted(window_track[order], np.arange(n_tracks + 1))
+    return [order[bounds[t]:bounds[t + 1]] for t in range(n_tracks)]
+
+
+def _frame_rows(group: Any, attrs: dict[str, Any], track_ids: list[str], windows: list[np.ndarray],
+                source: str) -> StoreFeatures:
+    """Each kept track's frame rows: its windows' frames, windows in time order."""
     if "frames" not in group:
         raise ValueError(f"store {source}: holds no frame-level features; extract with --frames")
     stored, wanted = attrs.get("frame_layers"), attrs["layers"]
@@ -106,26 +119,12 @@ def _read_frames(group: Any, attrs: dict[str, Any], track_ids: list[str], done: 
                          f"layer {list(wanted)}; extract with --frames and no --layers")
     offsets = _array(group, "frame_offsets", source).astype(np.int64)
     starts = _array(group, "window_start", source)
-    frames = group["frames"]
-    kept_ids, pieces, track_offsets = [], [], [0]
-    for t in np.flatnonzero(done):
-        windows = np.flatnonzero(window_track == t)
-        total = track_offsets[-1]
-        for w in windows[np.argsort(starts[windows], kind="stable")]:
-            pieces.append(frames[offsets[w]:offsets[w + 1]])
-            total += offsets[w + 1] - offsets[w]
-        kept_ids.append(track_ids[t])
-        track_offsets.append(total)
-    stacked = np.concatenate(pieces).astype(np.float16, copy=False) if pieces else np.zeros((0, 1, 1), np.float16)
-    return FrameFeatures(kept_ids, stacked, np.array(track_offsets), attrs)
-
-
-def _only_done(features: PooledFeatures, done: np.ndarray) -> PooledFeatures:
-    """Renumber tracks so that only extracted ones remain."""
-    new_index = np.cumsum(done) - 1
-    features.window_track = new_index[features.window_track]
-    features.track_ids = [t for t, ok in zip(features.track_ids, done) if ok]
-    return features
+    rows = []
+    for track_windows in windows:
+        ordered = track_windows[np.argsort(starts[track_windows], kind="stable")]
+        rows.append(np.concatenate([np.arange(offsets[w], offsets[w + 1]) for w in ordered])
+                    if len(ordered) else np.zeros(0, np.int64))
+    return StoreFeatures(source, "frames", attrs, track_ids, group["frames"], rows)
 
 
 def write_store(path: str | Path, track_ids: list[str], attrs: dict[str, Any], *, pooled: np.ndarray,

@@ -9,7 +9,12 @@ plain per-configuration loop, so both hardware layouts run this same code:
 
 * ``vectorised``: one group holding every probe (pays on a GPU);
 * ``per-probe``: groups of one spread over worker processes with one thread each, the features shared
-  through a memory-mapped file (pays on a small CPU, where stacked weights fall out of cache).
+  through a memory-mapped file (pays on a small CPU, where stacked weights fall out of cache); the
+  weighted-sum probes, the slowest, are handed out first.
+
+Features are layer-major ``[L+1, rows, D]`` fp16 (``marblekit.probes.matrix``). A group copies the layers it
+uses into RAM when they fit the memory budget; otherwise it reads batches straight from the memory-mapped
+matrix, so a store larger than RAM trains with the same results, only slower.
 
 On a CPU each probe's dropout masks come from its own seeded stream, so a probe's run is the same in
 either mode. The reference semantics followed: Adam without weight decay; the plateau scheduler and early stopping
@@ -21,6 +26,7 @@ seed, shared by every probe (every reference run uses the same seed, so they sha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -113,7 +119,8 @@ class Evaluator(Protocol):
 
 @dataclass
 class ProbeData:
-    """Everything a grid needs: fp16 features [rows, L+1, D] and the three splits."""
+    """Everything a grid needs: layer-major fp16 features [L+1, rows, D] (in RAM or a read-only memory
+    map) and the three splits, whose rows index the features' second axis."""
 
     features: np.ndarray
     train: TrainSet
@@ -125,7 +132,7 @@ class ProbeData:
 
     @property
     def n_hidden_states(self) -> int:
-        return self.features.shape[1]
+        return self.features.shape[0]
 
 
 @dataclass
@@ -180,7 +187,7 @@ class ProbeGroup:
     """Stacked probes with their own Adam state, learning rates, schedulers, stopping and best weights."""
 
     def __init__(self, configs: list[ProbeConfig], probe_ids: np.ndarray, data: ProbeData, seed: int,
-                 device: str) -> None:
+                 device: str, feature_layers: np.ndarray) -> None:
         import torch
 
         order = np.argsort([c.layer is None for c in configs], kind="stable")
@@ -192,14 +199,11 @@ class ProbeGroup:
         n = len(self.configs)
         n_mixed = data.n_hidden_states - 1
         start = initial_weights(data.features.shape[2], data.n_outputs, n_mixed, seed)
+        self.feature_layers = feature_layers
         self.params = {k: start[k][None].repeat(n, *[1] * start[k].dim()).to(self.device).requires_grad_()
                        for k in ("w1", "b1", "w2", "b2")}
         self.is_mix = torch.tensor([c.layer is None for c in self.configs], device=self.device)
         self.params["mix"] = start["mix"][None].repeat(int(self.is_mix.sum()), 1).to(self.device).requires_grad_()
-        # a group without weighted-sum probes only needs its own layers: the trainer slices the features
-        uses_mix = any(c.layer is None for c in self.configs)
-        self.feature_layers = (np.arange(data.n_hidden_states) if uses_mix
-                               else np.unique([c.layer for c in self.configs]))
         self.layers = torch.as_tensor(self._positions(self.configs), device=self.device)
         self.moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in self.params.items()}
         self.step_count = 0
@@ -233,17 +237,17 @@ class ProbeGroup:
         return self.live[self.live >= n_single] - n_single
 
     def forward(self, x: Any, dropout: Any | None) -> Any:
-        """x [B, feature_layers, D] fp32 -> logits [P_live, B, C]; ``dropout``: keep-mask [P_live, B, 512] or None."""
+        """x [feature_layers, B, D] fp32 -> logits [P_live, B, C]; ``dropout``: keep-mask [P_live, B, 512] or None."""
         import torch
 
         p = self.params
         single = ~self.is_mix
         inputs = []
         if bool(single.any()):
-            inputs.append(x[:, self.layers[single], :].transpose(0, 1))
+            inputs.append(x[self.layers[single]])
         if p["mix"].shape[0]:
             weights = torch.softmax(p["mix"], dim=1)
-            inputs.append(torch.einsum("pl,bld->pbd", weights, x[:, 1:, :]))
+            inputs.append(torch.einsum("pl,lbd->pbd", weights, x[1:]))
         h = torch.relu(torch.baddbmm(p["b1"], torch.cat(inputs), p["w1"]))
         if dropout is not None:
             h = h * dropout / (1.0 - DROPOUT)
@@ -382,7 +386,7 @@ def evaluate_outputs(group: ProbeGroup, features: Any, split: EvalSet) -> np.nda
         pooled = torch.zeros(group.n_live, split.n_items, n_out, device=group.device)
         for start in range(0, len(split.rows), EVAL_CHUNK_ROWS):
             rows = split.rows[start:start + EVAL_CHUNK_ROWS]
-            x = features[torch.as_tensor(rows)].to(group.device).float()
+            x = features[:, torch.as_tensor(rows, device=features.device)].to(group.device).float()
             out = group.forward(x, None)
             if split.pool:
                 items = torch.as_tensor(split.row_item[start:start + EVAL_CHUNK_ROWS], device=group.device)
@@ -397,8 +401,51 @@ def evaluate_outputs(group: ProbeGroup, features: Any, split: EvalSet) -> np.nda
     return pooled.cpu().numpy().astype(np.float64) / counts[None, :, None]
 
 
+class Slabs:
+    """The features a group trains on, as a torch tensor [layers, rows, D] fp16.
+
+    A group's layers are copied out of the (possibly memory-mapped) matrix when they fit ``budget`` bytes,
+    and the last copy is kept for the next group with the same layers (a worker's next learning rate).
+    When they do not fit, the group gets every layer as the mapped matrix itself and gathers its batches
+    from it, so memory stays bounded whatever the store's size."""
+
+    def __init__(self, features: np.ndarray, budget: int | None = None) -> None:
+        self.features = features
+        self.budget = budget
+        self.kept: tuple[tuple[int, ...], Any] | None = None
+
+    def layers_for(self, configs: list[ProbeConfig]) -> np.ndarray:
+        """The layers a group of ``configs`` reads: its own, or every layer when it mixes them or when its
+        own do not fit the budget (then the mapped matrix serves every layer without a copy)."""
+        every = np.arange(self.features.shape[0])
+        if any(c.layer is None for c in configs):
+            return every
+        own = np.unique([c.layer for c in configs])
+        return own if self._fits(len(own)) else every
+
+    def _fits(self, n_layers: int) -> bool:
+        return self.budget is None or n_layers * self.features[0].nbytes <= self.budget
+
+    def get(self, layers: np.ndarray) -> Any:
+        import torch
+
+        key = tuple(int(layer) for layer in layers)
+        if self.kept is not None and self.kept[0] == key:
+            return self.kept[1]
+        self.kept = None
+        with warnings.catch_warnings():  # a read-only memory map is only ever read
+            warnings.simplefilter("ignore", UserWarning)
+            if len(key) == self.features.shape[0] and not self._fits(len(key)):
+                return torch.from_numpy(self.features)
+            selected = self.features if len(key) == self.features.shape[0] else self.features[layers]
+            tensor = torch.from_numpy(np.ascontiguousarray(selected))
+        self.kept = (key, tensor)
+        return tensor
+
+
 def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarray, seed: int,
-                device: str = "cpu", on_epoch: Callable[[int, int], None] | None = None) -> list[ProbeResult]:
+                device: str = "cpu", on_epoch: Callable[[int, int], None] | None = None,
+                slabs: Slabs | None = None) -> list[ProbeResult]:
     """Train these probes stacked in one group; results come back in the order of ``configs``.
 
     On a CPU every probe draws its dropout masks from its own seeded stream (``SeededDropout``), so a
@@ -407,13 +454,10 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
     """
     import torch
 
-    group = ProbeGroup(configs, probe_ids, data, seed, device)
-    selected = data.features
-    if len(group.feature_layers) < data.n_hidden_states:
-        selected = data.features[:, group.feature_layers]
-    with warnings.catch_warnings():  # a read-only memory map is only ever read
-        warnings.simplefilter("ignore", UserWarning)
-        features = torch.from_numpy(np.ascontiguousarray(selected))
+    slabs = slabs or Slabs(data.features)
+    layers = slabs.layers_for(configs)
+    group = ProbeGroup(configs, probe_ids, data, seed, device, layers)
+    features = slabs.get(layers)
     if device != "cpu":
         features = features.to(device)
     dropout_masks = SeededDropout(seed) if group.device.type == "cpu" else None
@@ -429,7 +473,7 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
         for start in range(0, data.train.n_items, BATCH_ITEMS):
             positions = _batch_positions(data.train, order[start:start + BATCH_ITEMS])
             rows = data.train.rows[positions]
-            x = features[torch.as_tensor(rows, device=features.device)].float()
+            x = features[:, torch.as_tensor(rows, device=features.device)].float()
             if dropout_masks is not None:
                 keep = dropout_masks(group.ids[group.live], step, len(rows)).to(device)
             else:
@@ -462,18 +506,20 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(features_path: str, payload: ProbeData, seed: int) -> None:
+def _worker_init(features_path: str, payload: ProbeData, seed: int, budget: int | None) -> None:
     """One thread per worker; the features are a shared read-only memory map, the rest is sent once."""
     import torch
 
     torch.set_num_threads(1)
     features = np.load(features_path, mmap_mode="r")
-    _WORKER.update(data=dataclasses.replace(payload, features=features), seed=seed)
+    _WORKER.update(data=dataclasses.replace(payload, features=features), seed=seed,
+                   slabs=Slabs(features, budget))
 
 
 def _worker_train(job: tuple[int, ProbeConfig]) -> ProbeResult:
     probe_id, config = job
-    return train_group(_WORKER["data"], [config], np.array([probe_id]), _WORKER["seed"])[0]
+    return train_group(_WORKER["data"], [config], np.array([probe_id]), _WORKER["seed"],
+                       slabs=_WORKER["slabs"])[0]
 
 
 def default_mode() -> str:
@@ -484,9 +530,10 @@ def default_mode() -> str:
 
 
 def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, workers: int = 0,
-             device: str | None = None,
-             progress: bool = True) -> list[ProbeResult]:
-    """Train every probe of ``configs`` in the given mode; results in ``configs`` order."""
+             device: str | None = None, progress: bool = True, memory_bytes: int | None = None
+             ) -> list[ProbeResult]:
+    """Train every probe of ``configs`` in the given mode; results in ``configs`` order. ``memory_bytes``
+    bounds the features copied into RAM (in per-probe mode, shared among the workers)."""
     import torch
     from tqdm import tqdm
 
@@ -499,19 +546,25 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
             def on_epoch(epoch: int, live: int) -> None:
                 bar.update(1)
                 bar.set_postfix(live=live)
-            return train_group(data, configs, ids, seed, device, on_epoch)
-    workers = workers or os.cpu_count() or 1
-    payload = dataclasses.replace(data, features=np.empty((0, *data.features.shape[1:]), np.float16))
-    with tempfile.TemporaryDirectory(prefix="marblekit-probe-") as tmp:
-        path = Path(tmp) / "features.npy"
-        np.save(path, data.features)
-        jobs = [(int(i), config) for i, config in zip(ids, configs)]
+            return train_group(data, configs, ids, seed, device, on_epoch, Slabs(data.features, memory_bytes))
+    workers = min(workers or os.cpu_count() or 1, len(configs))
+    per_worker = None if memory_bytes is None else memory_bytes // workers
+    payload = dataclasses.replace(data, features=np.empty((0, 0, 0), np.float16))
+    mixed_first = sorted(zip(ids, configs), key=lambda job: job[1].layer is not None)
+    with contextlib.ExitStack() as stack:
+        path = getattr(data.features, "filename", None)
+        if path is None:  # an in-RAM matrix: share it through a temporary file
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="marblekit-probe-"))) / "features.npy"
+            np.save(path, data.features)
         context = torch.multiprocessing.get_context("spawn")
-        with context.Pool(min(workers, len(jobs)), initializer=_worker_init,
-                          initargs=(str(path), payload, seed)) as pool:
-            results = list(tqdm(pool.imap(_worker_train, jobs), total=len(jobs), desc="probes",
-                                disable=not progress))
-    return results
+        pool = stack.enter_context(context.Pool(workers, initializer=_worker_init,
+                                                initargs=(str(path), payload, seed, per_worker)))
+        jobs = [(int(i), config) for i, config in mixed_first]
+        results = {}
+        for result, (probe_id, _) in zip(tqdm(pool.imap(_worker_train, jobs), total=len(jobs), desc="probes",
+                                              disable=not progress), jobs):
+            results[probe_id] = result
+    return [results[int(i)] for i in ids]
 
 
 def select_winner(results: list[ProbeResult], monitor: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from marblekit.probes import grid
 from marblekit.probes.assemble import probe_data
 from marblekit.probes.features import read_store
+from marblekit.probes.matrix import MemoryBudget
 from marblekit.probes.separation import Settings as SeparationSettings
 from marblekit.probes.tasks import Dataset, Task, get_task
 
@@ -30,6 +32,8 @@ class ProbeRequest:
     max_epochs: int | None = None
     learning_rates: tuple[float, ...] = grid.LEARNING_RATES
     separation: SeparationSettings = dataclasses.field(default_factory=SeparationSettings)
+    memory_gb: float | None = None  # features in RAM at most; None: half the available memory
+    scratch: Path | None = None  # where features over the budget are memory-mapped; None: the temp folder
 
 
 @dataclasses.dataclass
@@ -49,25 +53,27 @@ def _with_epochs(schedule: grid.Schedule, max_epochs: int | None) -> grid.Schedu
     return dataclasses.replace(schedule, max_epochs=max_epochs) if max_epochs else schedule
 
 
-def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: Any, progress: bool) -> Trained:
+def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: Any, budget: MemoryBudget,
+                progress: bool) -> Trained:
     """The MLP grid of every non-separation task."""
-    data = probe_data(task, dataset, features, str(request.store))
+    mode = request.mode or grid.default_mode()
+    data = probe_data(task, dataset, features, str(request.store), budget, in_file=mode == "per-probe")
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
     configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
-    mode = request.mode or grid.default_mode()
     started = time.perf_counter()
-    results = grid.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress=progress)
+    results = grid.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress,
+                            budget.bytes)
     items = {"train": data.train.n_items, "valid": data.valid.n_items, "test": data.test.n_items}
     return Trained(results, data.evaluator.monitor, data.schedule, mode, items, time.perf_counter() - started)
 
 
-def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, features: Any,
+def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, features: Any, budget: MemoryBudget,
                       progress: bool) -> Trained:
     """Mask heads per stem and grid point, one after another (``marblekit.probes.separation``)."""
     from marblekit.probes import separation
     from marblekit.probes.separation_data import separation_data
 
-    data = separation_data(task, dataset, features, request.data, str(request.store))
+    data = separation_data(task, dataset, features, request.data, str(request.store), budget)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
     settings = request.separation
     configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
@@ -88,14 +94,20 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
         raise FileNotFoundError(f"{err} (--data for {task.name}: {task.data_help})") from err
     features = read_store(request.store, task.extraction.level)
     train = _train_separation if task.kind == "separation" else _train_grid
-    trained = train(request, task, dataset, features, progress)
+    if request.scratch is not None:
+        request.scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="marblekit-probe-", dir=request.scratch) as scratch:
+        budget = MemoryBudget.default(Path(scratch))
+        if request.memory_gb is not None:
+            budget = dataclasses.replace(budget, bytes=int(request.memory_gb * 1e9))
+        trained = train(request, task, dataset, features, budget, progress)
     results = trained.results
     winner = grid.select_winner(results, trained.monitor)
     report = {
         "task": task.name, "kind": task.kind, "monitor": trained.monitor, "outputs": list(dataset.outputs),
         "store": str(request.store), "store_metadata": features.attrs, "data": str(request.data),
         "schedule": dataclasses.asdict(trained.schedule), "mode": trained.mode, "workers": request.workers,
-        "seed": request.seed, "learning_rates": list(request.learning_rates),
+        "seed": request.seed, "learning_rates": list(request.learning_rates), "memory_bytes": budget.bytes,
         "train_seconds": round(trained.seconds, 2), "items": trained.items,
         "winner": {"index": winner, **results[winner].to_json()},
         "probes": [r.to_json() for r in results],

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from marblekit.probes.assemble import track_index
-from marblekit.probes.features import FrameFeatures
+from marblekit.probes.features import StoreFeatures
+from marblekit.probes.matrix import MemoryBudget, load_rows
 from marblekit.probes.grid import Schedule
 from marblekit.probes.tasks.base import SPLITS, Dataset, Item, Task
 
@@ -88,7 +89,8 @@ class Track:
 
 @dataclass
 class SeparationData:
-    """Features [rows, L+1, D], the tracks of each split, and the STFT that aligns them."""
+    """Layer-major frame features [L+1, rows, D] (in RAM or memory-mapped), the tracks of each split (their
+    ``rows`` index the features' second axis), and the STFT that aligns them."""
 
     features: np.ndarray
     splits: dict[str, list[Track]]
@@ -99,7 +101,7 @@ class SeparationData:
 
     @property
     def n_hidden_states(self) -> int:
-        return self.features.shape[1]
+        return self.features.shape[0]
 
     def track_features(self, track: Track, layers: np.ndarray, start: int = 0, length: int | None = None
                        ) -> np.ndarray:
@@ -108,7 +110,7 @@ class SeparationData:
         length = track.n_frames - start if length is None else length
         out = np.zeros((length, len(layers), self.features.shape[2]), np.float32)
         rows = track.rows[start:start + length]
-        out[:len(rows)] = self.features[rows[:, None], layers[None, :]]
+        out[:len(rows)] = self.features[layers[:, None], rows[None, :]].transpose(1, 0, 2)
         return out
 
     def stem(self, track: Track, stem: str) -> np.ndarray:
@@ -132,8 +134,10 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
     return mono if rate == sample_rate else soxr.resample(mono, rate, sample_rate).astype(np.float32)
 
 
-def separation_data(task: Task, dataset: Dataset, features: FrameFeatures, root: Path, source: str) -> SeparationData:
-    """Join the dataset's tracks to the store's frames; refuses a store whose extraction differs."""
+def separation_data(task: Task, dataset: Dataset, features: StoreFeatures, root: Path, source: str,
+                    budget: MemoryBudget | None = None) -> SeparationData:
+    """Join the dataset's tracks to the store's frames, read once within ``budget``; refuses a store whose
+    extraction differs."""
     task.extraction.check(features.attrs, features.level, source)
     spectrogram = Spectrogram.for_store(features.attrs, source)
     sample_rate = int(features.attrs["sample_rate"])
@@ -143,7 +147,11 @@ def separation_data(task: Task, dataset: Dataset, features: FrameFeatures, root:
     for item in dataset.items:
         splits[item.split].append(_track(item, track_rows[index[item.id]], root, spectrogram, sample_rate,
                                          dataset.outputs, source))
-    return SeparationData(features.frames, splits, spectrogram, sample_rate, dataset.outputs, task.schedule)
+    tracks = [track for split in SPLITS for track in splits[split]]
+    matrix, positions = load_rows(features, [track.rows for track in tracks], budget)
+    for track, rows in zip(tracks, positions):
+        track.rows = rows
+    return SeparationData(matrix, splits, spectrogram, sample_rate, dataset.outputs, task.schedule)
 
 
 def _track(item: Item, rows: np.ndarray, root: Path, spectrogram: Spectrogram, sample_rate: int,

@@ -11,6 +11,7 @@ import pytest
 
 from marblekit.cli import main
 from marblekit.probes.features import read_store, write_store
+from marblekit.probes.matrix import load_rows
 from marblekit.probes.metrics import KEY_NAMES
 
 LAYERS, DIM = 3, 8
@@ -132,6 +133,6 @@ def test_read_store_drops_unfinished_tracks(tmp_path):
     write_store(store, ["a", "b", "c"], ATTRS, pooled=pooled, window_track=[0, 1, 1, 2], track_status=[1, 0, 1])
     features = read_store(store)
     assert features.track_ids == ["a", "c"]
-    np.testing.assert_array_equal(features.window_track, [0, 1])
-    np.testing.assert_array_equal(features.pooled, pooled[[0, 3]].astype(np.float16))
-    assert [list(r) for r in features.track_rows()] == [[0], [1]]
+    assert [list(r) for r in features.track_rows()] == [[0], [3]]
+    matrix, (rows,) = load_rows(features, [np.array([3, 0])], None)
+    np.testing.assert_array_equal(matrix[:, rows].transpose(1, 0, 2), pooled[[3, 0]].astype(np.float16))

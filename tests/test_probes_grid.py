@@ -4,6 +4,8 @@ same seeds, the same data order and the same dropout masks."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -43,7 +45,7 @@ def synthetic_task() -> grid.ProbeData:
         items, rows, local = rows_of(name)
         sets[name] = (grid.EvalSet(rows, local, len(items)), labels[items])
     return grid.ProbeData(
-        features=features,
+        features=np.ascontiguousarray(features.transpose(1, 0, 2)),
         train=grid.TrainSet(train_rows, offsets, labels[row_item[train_rows]]),
         valid=sets["valid"][0], test=sets["test"][0], n_outputs=n_classes, schedule=SCHEDULE,
         evaluator=MulticlassEvaluator({"valid": sets["valid"][1], "test": sets["test"][1]}))
@@ -51,9 +53,9 @@ def synthetic_task() -> grid.ProbeData:
 
 def reference_run(data: grid.ProbeData, config: grid.ProbeConfig, probe_id: int) -> tuple[list[float], float]:
     """One configuration the standard way; returns the validation curve and test accuracy at the best state."""
-    model = ReferenceProbe(data.features.shape[2], data.features.shape[1], data.n_outputs, config.layer, SEED)
+    model = ReferenceProbe(data.features.shape[2], data.n_hidden_states, data.n_outputs, config.layer, SEED)
     masks = grid.SeededDropout(SEED)
-    features = torch.from_numpy(data.features).float()
+    features = torch.from_numpy(data.features).float().transpose(0, 1)  # [rows, L+1, D], as the reference reads
     rng = np.random.default_rng(SEED)
     train = data.train
     step = 0
@@ -110,3 +112,33 @@ def test_probe_grid_order():
     assert [c.name for c in configs] == ["layer 0, lr 0.0001", "layer 0, lr 0.001", "layer 1, lr 0.0001",
                                          "layer 1, lr 0.001", "layer 2, lr 0.0001", "layer 2, lr 0.001",
                                          "all, lr 0.0001", "all, lr 0.001"]
+
+
+@pytest.mark.parametrize("mode", grid.MODES)
+@pytest.mark.parametrize("layers_in_budget", [0, 1])
+def test_grid_over_memory_budget_gives_the_same_results(task, reference, mode, layers_in_budget, tmp_path):
+    """Features memory-mapped from a file, with room for no layer (every batch read from the map) or for one
+    (single-layer probes copy their slab, weighted-sum probes read the map): the same curves as in RAM."""
+    np.save(tmp_path / "features.npy", task.features)
+    mapped = dataclasses.replace(task, features=np.load(tmp_path / "features.npy", mmap_mode="r"))
+    budget = max(1, layers_in_budget * task.features[0].nbytes * (2 if mode == "per-probe" else 1))
+    configs, expected = reference
+    results = grid.run_grid(mapped, configs, SEED, mode, workers=2, device="cpu", progress=False,
+                            memory_bytes=budget)
+    for result, (curve, test_acc) in zip(results, expected):
+        np.testing.assert_allclose(result.valid_curve, curve, atol=1e-9, err_msg=result.config.name)
+        assert result.test["acc"] == pytest.approx(test_acc), result.config.name
+
+
+def test_slabs_copy_what_fits_and_map_the_rest(task):
+    one_layer = task.features[0].nbytes
+    configs = grid.probe_grid(task.n_hidden_states, LRS)
+    single, mixed = [configs[3]], [configs[-1]]
+    slabs = grid.Slabs(task.features, budget=one_layer)
+    np.testing.assert_array_equal(slabs.layers_for(single), [1])
+    np.testing.assert_array_equal(slabs.layers_for(mixed), np.arange(task.n_hidden_states))
+    assert slabs.get(np.array([1])).shape == (1, *task.features.shape[1:])
+    assert slabs.get(np.array([1])) is slabs.get(np.array([1])), "a worker's next probe on the layer reuses it"
+    assert np.shares_memory(slabs.get(np.arange(task.n_hidden_states)).numpy(), task.features), "mapped, not copied"
+    tight = grid.Slabs(task.features, budget=one_layer - 1)
+    np.testing.assert_array_equal(tight.layers_for(single), np.arange(task.n_hidden_states))

@@ -2,7 +2,8 @@
 
 * reference-style sweep: each of the 84 configurations in its own process, serially, reading one .npy
   per item every epoch through a DataLoader (``reference.py``), as the MARBLE scripts do;
-* marblekit ``per-probe`` mode (one probe per worker process, features shared);
+* marblekit ``per-layer`` mode (one layer choice's learning rates per worker process, features shared);
+* marblekit ``per-probe`` mode (one probe per worker process);
 * marblekit ``vectorised`` mode (all probes stacked in one model).
 
 Wall time, CPU time and the peak resident memory of each (summed over the process tree, sampled every
@@ -22,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +59,27 @@ def gtzan_like(layers: int, dim: int, classes: int, seed: int) -> tuple[np.ndarr
     return features.astype(np.float16), labels, splits
 
 
-def _tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (Linux /proc)."""
+def _task_folder(workdir: Path, classes: int, ids: list[str], splits: Any, labels: np.ndarray) -> Path:
+    """The benchmark task as a synthetic-suite folder (task.json and manifest.jsonl)."""
+    task_dir = workdir / TASK
+    task_dir.mkdir(exist_ok=True)
+    (task_dir / "task.json").write_text(json.dumps({"kind": "multiclass", "classes": [str(c) for c in range(classes)]}))
+    (task_dir / "manifest.jsonl").write_text("\n".join(
+        json.dumps({"id": i, "path": i, "split": str(s), "label": int(y)}) for i, s, y in zip(ids, splits, labels))
+        + "\n")
+    return task_dir
+
+
+def _store_attrs(layers: int) -> dict[str, Any]:
+    """Store metadata matching the benchmark task's extraction."""
+    extraction = get_task(TASK).extraction
+    return {"model": "bench", "sample_rate": 16000, "frame_rate": 50, "window_s": extraction.window_s,
+            "hop_s": extraction.hop_s, "layers": list(range(layers)), "random_init": True, "precision": "fp16"}
+
+
+def _tree_memory_mb(pid: int) -> tuple[float, float]:
+    """Resident memory of a process and all its descendants (Linux /proc), in all and anonymous only (what
+    the processes allocated themselves, without the page cache they map)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -67,7 +88,7 @@ def _tree_rss_mb(pid: int) -> float:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, stack = 0, [pid]
+    total, anonymous, stack = 0, 0, [pid]
     while stack:
         current = stack.pop()
         stack.extend(children.get(current, []))
@@ -75,9 +96,11 @@ def _tree_rss_mb(pid: int) -> float:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
+                elif line.startswith("RssAnon:"):
+                    anonymous += int(line.split()[1])
         except OSError:
             continue
-    return total / 1024
+    return total / 1024, anonymous / 1024
 
 
 def _children_cpu() -> float:
@@ -85,19 +108,21 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds (user + system of the whole tree) and peak tree RSS (MB) of a command;
-    raises with its stderr if it fails. CPU time is the fair figure on a machine shared with other jobs."""
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, float]:
+    """Wall seconds, CPU seconds (user + system of the whole tree), peak tree RSS and peak tree anonymous
+    RSS (MB) of a command; raises with its stderr if it fails. CPU time is the fair figure on a machine
+    shared with other jobs."""
     cpu_before = _children_cpu()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    peak = 0.0
+    peak, peak_anonymous = 0.0, 0.0
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_anonymous
         while not done.is_set():
-            peak = max(peak, _tree_rss_mb(process.pid))
+            rss, anonymous = _tree_memory_mb(process.pid)
+            peak, peak_anonymous = max(peak, rss), max(peak_anonymous, anonymous)
             done.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -107,28 +132,21 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple
     sampler.join()
     if process.returncode:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n{err[-2000:]}")
-    return time.perf_counter() - started, _children_cpu() - cpu_before, peak
+    return time.perf_counter() - started, _children_cpu() - cpu_before, peak, peak_anonymous
 
 
 def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_runs: int = 84,
-                max_epochs: int | None = None, workers: int = 0, modes: tuple[str, ...] = ("per-probe", "vectorised"),
-                workdir: Path | None = None, seed: int = 1234) -> str:
+                max_epochs: int | None = None, workers: int = 0,
+                modes: tuple[str, ...] = ("per-layer", "per-probe", "vectorised"), workdir: Path | None = None, seed: int = 1234) -> str:
     from tqdm import tqdm
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="marblekit-bench-probe-"))
     workdir.mkdir(parents=True, exist_ok=True)
     features, labels, splits = gtzan_like(layers, dim, classes, seed)
     ids = [f"audio/{i:04d}.wav" for i in range(len(labels))]
-    task_dir = workdir / TASK
-    task_dir.mkdir(exist_ok=True)
-    (task_dir / "task.json").write_text(json.dumps({"kind": "multiclass", "classes": [str(c) for c in range(classes)]}))
-    (task_dir / "manifest.jsonl").write_text("\n".join(
-        json.dumps({"id": i, "path": i, "split": s, "label": int(y)}) for i, s, y in zip(ids, splits, labels)) + "\n")
-    extraction = get_task(TASK).extraction
-    attrs = {"model": "bench", "sample_rate": 16000, "frame_rate": 50, "window_s": extraction.window_s,
-             "hop_s": extraction.hop_s, "layers": list(range(layers)), "random_init": True, "precision": "fp16"}
+    task_dir = _task_folder(workdir, classes, ids, splits, labels)
     store = workdir / "store.zarr"
-    write_store(store, ids, attrs, pooled=features, window_track=np.arange(len(ids)))
+    write_store(store, ids, _store_attrs(layers), pooled=features, window_track=np.arange(len(ids)))
     schedule = get_task(TASK).schedule
     epochs = max_epochs or schedule.max_epochs
     # the reference layout: one [L+1, windows, D] float32 file per item
@@ -148,7 +166,7 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
         command = [python, "-m", "marblekit.cli", "probe", str(store), "--task", TASK, "--data", str(task_dir),
                    "--out", str(out), "--mode", mode, "--workers", str(workers), "--max-epochs", str(epochs),
                    "--seed", str(seed)]
-        seconds, cpu, peak = run_measured(command)
+        seconds, cpu, peak, _ = run_measured(command)
         report = json.loads((out / "results.json").read_text())
         rows.append(Measured(f"marblekit {mode}", seconds, cpu, peak, report["winner"]["config"]["name"],
                              f"test acc {report['winner']['test']['acc']:.3f}"))
@@ -164,7 +182,7 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
         command = [python, "-m", "marblekit.probes.reference", str(npy), "--layer",
                    "all" if config.layer is None else str(config.layer), "--lr", str(config.lr), "--schedule", spec,
                    "--seed", str(seed), "--out", str(out)]
-        seconds, cpu, run_peak = run_measured(command, env)
+        seconds, cpu, run_peak, _ = run_measured(command, env)
         total += seconds
         total_cpu += cpu
         peak = max(peak, run_peak)
@@ -187,3 +205,53 @@ def render(rows: list[Measured], n_probes: int, epochs: int) -> str:
         lines.append(f"{row.name:<26}{row.seconds:>9.1f}{baseline / row.seconds:>9.1f}x{row.cpu_seconds:>9.1f}"
                      f"{baseline_cpu / row.cpu_seconds:>9.1f}x{row.peak_mb:>9.0f}  {row.winner} ({row.note})")
     return "\n".join(lines)
+
+
+def bench_probe_memory(windows: int = 477_000, windows_per_track: int = 9, layers: int = 25, dim: int = 1024,
+                       memory_gb: float = 4.0, classes: int = 10, max_epochs: int = 1,
+                       learning_rates: tuple[float, ...] = (1e-3,), workdir: Path | None = None,
+                       seed: int = 1234) -> str:
+    """A store larger than the memory budget (default MTG-sized with MERT-330M: 477k windows x 25 x 1024,
+    24 GB) probed with ``--memory-gb``: peak resident and anonymous memory against the store's size."""
+    import zarr
+    from tqdm import tqdm
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="marblekit-bench-probe-memory-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_tracks = windows // windows_per_track
+    labels = rng.integers(0, classes, n_tracks)
+    splits = rng.choice(["train", "valid", "test"], n_tracks, p=[0.7, 0.15, 0.15])
+    ids = [f"audio/{i:06d}.mp3" for i in range(n_tracks)]
+    task_dir = _task_folder(workdir, classes, ids, splits, labels)
+    window_track = np.repeat(np.arange(n_tracks), windows_per_track)
+    store = workdir / "store.zarr"
+    write_store(store, ids, _store_attrs(layers), pooled=None, window_track=window_track,
+                window_start=np.tile(np.arange(windows_per_track) * get_task(TASK).extraction.hop_s, n_tracks))
+    pooled = zarr.open_group(str(store), mode="r+").create_array(
+        "pooled", shape=(len(window_track), layers, dim), dtype="float16", chunks=(512, layers, dim), compressors=None)
+    centres = rng.normal(size=(classes, dim)).astype(np.float32)
+    for start in tqdm(range(0, len(window_track), 512), desc="writing the store"):
+        rows = window_track[start:start + 512]
+        block = rng.standard_normal((len(rows), layers, dim), np.float32)
+        block[:, layers // 2] += centres[labels[rows]]
+        pooled[start:start + len(rows)] = block.astype(np.float16)
+    out = workdir / "probe"
+    command = [sys.executable, "-m", "marblekit.cli", "probe", str(store), "--task", TASK, "--data", str(task_dir),
+               "--out", str(out), "--memory-gb", str(memory_gb), "--scratch", str(workdir / "scratch"),
+               "--max-epochs", str(max_epochs), "--seed", str(seed), "--learning-rates",
+               *[str(lr) for lr in learning_rates]]
+    seconds, cpu, peak, peak_anonymous = run_measured(command)
+    report = json.loads((out / "results.json").read_text())
+    size_gb = len(window_track) * layers * dim * 2 / 1e9
+    return (f"bench probe-memory: {len(window_track)} windows x {layers} hidden states x {dim} fp16 = "
+            f"{size_gb:.1f} GB of features, {len(report['probes'])} probes, {max_epochs} epoch(s), mode "
+            f"{report['mode']}, --memory-gb {memory_gb}, {os.cpu_count()} CPU cores, "
+            f"{_total_memory_gb():.0f} GB RAM\n"
+            f"wall {seconds:.0f} s, CPU {cpu:.0f} s; peak resident {peak / 1e3:.1f} GB (anonymous {peak_anonymous / 1e3:.1f}"
+            f" GB, the rest mapped page cache); selected {report['winner']['config']['name']} "
+            f"(test acc {report['winner']['test']['acc']:.3f})")
+
+
+def _total_memory_gb() -> float:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9

@@ -20,9 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="task name (marblekit.probes.tasks.TASKS), e.g. gtzan-genre")
     parser.add_argument("--data", type=Path, default=Path("."), help="the task's dataset folder (default: .)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for results.json and leaderboard.md")
-    parser.add_argument("--mode", choices=MODES, help="vectorised (all probes stacked; default on a GPU) or "
-                        "per-probe (one probe per worker process; default on a CPU)")
-    parser.add_argument("--workers", type=int, default=0, help="per-probe worker processes (0 = all cores)")
+    parser.add_argument("--mode", choices=MODES, help="vectorised (all probes stacked; default on a GPU), "
+                        "per-layer (one layer choice's learning rates stacked per worker process; default on a "
+                        "CPU) or per-probe (one probe per worker process)")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes of the per-layer and per-probe "
+                        "modes (0 = all cores)")
     parser.add_argument("--device", help="torch device for vectorised mode and separation "
                         "(default: cuda if available)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed of every probe (default {SEED}, MARBLE's)")
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "layer by layer, so a store larger than RAM still trains, with the same results")
     parser.add_argument("--scratch", type=Path, help="folder for the memory-mapped feature file (default: the "
                         "temp folder; needs room for the task's rows at every layer when they exceed --memory-gb, "
-                        "and always in per-probe mode, which shares them with its workers)")
+                        "and always in the worker modes, which share them with their workers)")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=list(LEARNING_RATES),
                         help="learning-rate grid (default: MARBLE's six)")
     separation = parser.add_argument_group(

@@ -127,12 +127,12 @@ def _frame_rows(group: Any, attrs: dict[str, Any], track_ids: list[str], windows
     return StoreFeatures(source, "frames", attrs, track_ids, group["frames"], rows)
 
 
-def write_store(path: str | Path, track_ids: list[str], attrs: dict[str, Any], *, pooled: np.ndarray,
+def write_store(path: str | Path, track_ids: list[str], attrs: dict[str, Any], *, pooled: np.ndarray | None,
                 window_track: np.ndarray, window_start: np.ndarray | None = None,
                 window_length: np.ndarray | None = None, frames: np.ndarray | None = None,
                 frame_offsets: np.ndarray | None = None, track_status: np.ndarray | None = None) -> None:
     """Write the arrays above in the extractor's layout (tests, benchmarks and small experiments; the
-    extractor writes real stores block by block)."""
+    extractor writes real stores block by block). ``pooled`` None: the caller writes it, e.g. chunk by chunk."""
     import zarr
 
     window_track = np.asarray(window_track)

@@ -8,9 +8,11 @@ best-validation weights, and finished probes are sliced out of the live set. Wit
 plain per-configuration loop, so both hardware layouts run this same code:
 
 * ``vectorised``: one group holding every probe (pays on a GPU);
-* ``per-probe``: groups of one spread over worker processes with one thread each, the features shared
-  through a memory-mapped file (pays on a small CPU, where stacked weights fall out of cache); the
-  weighted-sum probes, the slowest, are handed out first.
+* ``per-layer``: one group per layer choice (its learning rates stacked: they share the input batch and
+  the per-step overhead) spread over worker processes with one thread each, the features shared through
+  a memory-mapped file; the weighted-sum group, the slowest, is handed out first (pays on a small CPU,
+  where all probes stacked fall out of cache: ``marblekit bench probe`` measures it against the others);
+* ``per-probe``: groups of one, spread over the workers the same way.
 
 Features are layer-major ``[L+1, rows, D]`` fp16 (``marblekit.probes.matrix``). A group copies the layers it
 uses into RAM when they fit the memory budget; otherwise it reads batches straight from the memory-mapped
@@ -45,7 +47,7 @@ BATCH_ITEMS = 64
 PLATEAU_FACTOR = 0.5
 PLATEAU_THRESHOLD = 1e-4
 EVAL_CHUNK_ROWS = 4096
-MODES = ("vectorised", "per-probe")
+MODES = ("vectorised", "per-layer", "per-probe")
 SEED = 1234  # every MARBLE reference run uses this seed
 
 
@@ -244,11 +246,12 @@ class ProbeGroup:
         single = ~self.is_mix
         inputs = []
         if bool(single.any()):
-            inputs.append(x[self.layers[single]])
+            positions = self.layers[single]  # a group on one layer shares its input: a view, not copies
+            inputs.append(x.expand(len(positions), -1, -1) if x.shape[0] == 1 else x[positions])
         if p["mix"].shape[0]:
             weights = torch.softmax(p["mix"], dim=1)
             inputs.append(torch.einsum("pl,lbd->pbd", weights, x[1:]))
-        h = torch.relu(torch.baddbmm(p["b1"], torch.cat(inputs), p["w1"]))
+        h = torch.relu(torch.baddbmm(p["b1"], inputs[0] if len(inputs) == 1 else torch.cat(inputs), p["w1"]))
         if dropout is not None:
             h = h * dropout / (1.0 - DROPOUT)
         return torch.baddbmm(p["b2"], h, p["w2"])
@@ -260,7 +263,8 @@ class ProbeGroup:
         n, b, c = logits.shape
         kind = self.schedule.loss
         if kind == "ce":
-            per_row = F.cross_entropy(logits.reshape(n * b, c), targets.repeat(n), reduction="none").view(n, b)
+            stacked = targets.repeat(n) if n > 1 else targets
+            per_row = F.cross_entropy(logits.reshape(n * b, c), stacked, reduction="none").view(n, b)
             return per_row.mean(1)
         expanded = targets[None].expand(n, -1, -1)
         if kind == "bce":
@@ -277,6 +281,16 @@ class ProbeGroup:
         self.step_count += 1
         step = torch.tensor(float(self.step_count), device=self.device)
         rates = self.lr[self.live].numpy()
+        if (rates == rates[0]).all():  # one call on the whole stacked tensors: the same elementwise update
+            with torch.no_grad():
+                names = [name for name, param in self.params.items() if param.grad is not None]
+                torch._fused_adam_([self.params[n] for n in names], [self.params[n].grad for n in names],
+                                   [self.moments[n][0] for n in names], [self.moments[n][1] for n in names], [],
+                                   [step] * len(names), lr=float(rates[0]), beta1=0.9, beta2=0.999,
+                                   weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+            for param in self.params.values():
+                param.grad = None
+            return
         mixed = np.array([self.configs[i].layer is None for i in self.live])
         mix_row = np.cumsum(mixed) - 1
         with torch.no_grad():
@@ -402,10 +416,11 @@ def evaluate_outputs(group: ProbeGroup, features: Any, split: EvalSet) -> np.nda
 
 
 class Slabs:
-    """The features a group trains on, as a torch tensor [layers, rows, D] fp16.
+    """The features a group trains on, as a torch tensor [layers, rows, D].
 
     A group's layers are copied out of the (possibly memory-mapped) matrix when they fit ``budget`` bytes,
-    and the last copy is kept for the next group with the same layers (a worker's next learning rate).
+    as float32 when that fits too (no conversion per batch), and the last copy is kept for the next group
+    with the same layers (a worker's next learning rate).
     When they do not fit, the group gets every layer as the mapped matrix itself and gathers its batches
     from it, so memory stays bounded whatever the store's size."""
 
@@ -438,7 +453,8 @@ class Slabs:
             if len(key) == self.features.shape[0] and not self._fits(len(key)):
                 return torch.from_numpy(self.features)
             selected = self.features if len(key) == self.features.shape[0] else self.features[layers]
-            tensor = torch.from_numpy(np.ascontiguousarray(selected))
+            half = len(key) * self.features[0].nbytes * 2 > (self.budget or np.inf)
+            tensor = torch.from_numpy(np.ascontiguousarray(selected, np.float16 if half else np.float32))
         self.kept = (key, tensor)
         return tensor
 
@@ -516,24 +532,23 @@ def _worker_init(features_path: str, payload: ProbeData, seed: int, budget: int 
                    slabs=Slabs(features, budget))
 
 
-def _worker_train(job: tuple[int, ProbeConfig]) -> ProbeResult:
-    probe_id, config = job
-    return train_group(_WORKER["data"], [config], np.array([probe_id]), _WORKER["seed"],
-                       slabs=_WORKER["slabs"])[0]
+def _worker_train(job: list[tuple[int, ProbeConfig]]) -> list[ProbeResult]:
+    ids, configs = zip(*job)
+    return train_group(_WORKER["data"], list(configs), np.array(ids), _WORKER["seed"], slabs=_WORKER["slabs"])
 
 
 def default_mode() -> str:
-    """Vectorised on a GPU, one probe per process on a CPU (measured: `marblekit bench probe`)."""
+    """Vectorised on a GPU, one layer choice per worker process on a CPU (measured: `marblekit bench probe`)."""
     import torch
 
-    return "vectorised" if torch.cuda.is_available() else "per-probe"
+    return "vectorised" if torch.cuda.is_available() else "per-layer"
 
 
 def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, workers: int = 0,
              device: str | None = None, progress: bool = True, memory_bytes: int | None = None
              ) -> list[ProbeResult]:
     """Train every probe of ``configs`` in the given mode; results in ``configs`` order. ``memory_bytes``
-    bounds the features copied into RAM (in per-probe mode, shared among the workers)."""
+    bounds the features copied into RAM (in the worker modes, shared among the workers)."""
     import torch
     from tqdm import tqdm
 
@@ -547,24 +562,46 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
                 bar.update(1)
                 bar.set_postfix(live=live)
             return train_group(data, configs, ids, seed, device, on_epoch, Slabs(data.features, memory_bytes))
-    workers = min(workers or os.cpu_count() or 1, len(configs))
+    groups = _worker_groups(configs, mode)
+    workers = min(workers or os.cpu_count() or 1, len(groups))
     per_worker = None if memory_bytes is None else memory_bytes // workers
     payload = dataclasses.replace(data, features=np.empty((0, 0, 0), np.float16))
-    mixed_first = sorted(zip(ids, configs), key=lambda job: job[1].layer is not None)
     with contextlib.ExitStack() as stack:
         path = getattr(data.features, "filename", None)
         if path is None:  # an in-RAM matrix: share it through a temporary file
             path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="marblekit-probe-"))) / "features.npy"
             np.save(path, data.features)
-        context = torch.multiprocessing.get_context("spawn")
-        pool = stack.enter_context(context.Pool(workers, initializer=_worker_init,
-                                                initargs=(str(path), payload, seed, per_worker)))
-        jobs = [(int(i), config) for i, config in mixed_first]
+        pool = stack.enter_context(_pool_context().Pool(workers, initializer=_worker_init,
+                                                        initargs=(str(path), payload, seed, per_worker)))
+        jobs = [[(int(i), configs[i]) for i in group] for group in groups]
         results = {}
-        for result, (probe_id, _) in zip(tqdm(pool.imap(_worker_train, jobs), total=len(jobs), desc="probes",
-                                              disable=not progress), jobs):
-            results[probe_id] = result
+        with tqdm(total=len(configs), desc="probes", disable=not progress) as bar:
+            for group, trained in zip(groups, pool.imap(_worker_train, jobs)):
+                results.update(zip(group, trained))
+                bar.update(len(group))
     return [results[int(i)] for i in ids]
+
+
+def _worker_groups(configs: list[ProbeConfig], mode: str) -> list[list[int]]:
+    """Probe indices of each worker job: one probe each (per-probe) or one layer choice's learning rates
+    (per-layer); the weighted-sum jobs, the slowest, first, so no worker is left alone with one at the end."""
+    if mode == "per-probe":
+        groups = [[i] for i in range(len(configs))]
+    else:
+        by_layer: dict[int | None, list[int]] = {}
+        for i, config in enumerate(configs):
+            by_layer.setdefault(config.layer, []).append(i)
+        groups = list(by_layer.values())
+    return sorted(groups, key=lambda group: configs[group[0]].layer is not None)
+
+
+def _pool_context() -> Any:
+    """fork where the platform has it (workers start at once, torch already imported), else spawn."""
+    import multiprocessing
+
+    import torch
+
+    return torch.multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
 def select_winner(results: list[ProbeResult], monitor: str) -> int:

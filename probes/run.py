@@ -57,7 +57,7 @@ def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: A
                 progress: bool) -> Trained:
     """The MLP grid of every non-separation task."""
     mode = request.mode or grid.default_mode()
-    data = probe_data(task, dataset, features, str(request.store), budget, in_file=mode == "per-probe")
+    data = probe_data(task, dataset, features, str(request.store), budget, in_file=mode != "vectorised")
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
     configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
     started = time.perf_counter()

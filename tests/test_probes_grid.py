@@ -121,7 +121,7 @@ def test_grid_over_memory_budget_gives_the_same_results(task, reference, mode, l
     (single-layer probes copy their slab, weighted-sum probes read the map): the same curves as in RAM."""
     np.save(tmp_path / "features.npy", task.features)
     mapped = dataclasses.replace(task, features=np.load(tmp_path / "features.npy", mmap_mode="r"))
-    budget = max(1, layers_in_budget * task.features[0].nbytes * (2 if mode == "per-probe" else 1))
+    budget = max(1, layers_in_budget * task.features[0].nbytes * (1 if mode == "vectorised" else 2))
     configs, expected = reference
     results = grid.run_grid(mapped, configs, SEED, mode, workers=2, device="cpu", progress=False,
                             memory_bytes=budget)

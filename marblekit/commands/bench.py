@@ -7,8 +7,10 @@
   extract MODEL    audio-seconds per second: marblekit extract end to end vs the bare engine on the same
                    windows vs a MARBLE-style loop; store bytes per audio-hour vs fp32 .npy
   probe            the probe grid of a GTZAN-sized synthetic task: a reference-style sweep (one process
-                   per configuration, one .npy per item read every epoch) vs marblekit's per-probe and
-                   vectorised modes; wall time, peak memory and the selected probe
+                   per configuration, one .npy per item read every epoch) vs marblekit's per-layer,
+                   per-probe and vectorised modes; wall time, peak memory and the selected probe
+  probe-memory     a store larger than the memory budget (default MTG-sized, 24 GB) probed with
+                   --memory-gb: peak resident and anonymous memory against the store's size
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "serve": ("marblekit.commands.bench_serve", "embedded Triton vs in-process onnxruntime, same batches"),
     "extract": ("marblekit.commands.bench_extract", "extractor end to end vs bare engine vs MARBLE-style loop"),
     "probe": ("marblekit.commands.bench_probe", "reference-style probe sweep vs marblekit's grid modes"),
+    "probe-memory": ("marblekit.commands.bench_probe_memory", "probe a store larger than the memory budget"),
 }
 
 

@@ -1,5 +1,5 @@
 """The probe grid of a GTZAN-sized synthetic task: a reference-style sweep (one process per configuration,
-one .npy per item read every epoch) against marblekit's per-probe and vectorised modes; wall time, CPU time,
+one .npy per item read every epoch) against marblekit's per-layer, per-probe and vectorised modes; wall time, CPU time,
 peak memory and the selected probe of each."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-epochs", type=int, help="cap every run's epochs (default: the task's 100)")
     parser.add_argument("--layers", type=int, default=13, help="hidden states L+1 (default 13)")
     parser.add_argument("--dim", type=int, default=768, help="feature width (default 768)")
-    parser.add_argument("--workers", type=int, default=0, help="per-probe workers (0 = all cores)")
+    parser.add_argument("--workers", type=int, default=0, help="workers of the per-layer and per-probe modes (0 = all cores)")
     parser.add_argument("--workdir", help="where the synthetic data goes (default: a temporary folder)")
 
 

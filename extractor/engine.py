@@ -15,7 +15,7 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from marblekit.serving.client import served_model
+from marblekit.serving.client import ServedModel, served_model
 
 INPUT = "waveform"
 POOLED = "pooled"
@@ -42,7 +42,10 @@ class ModelInfo:
 
     @classmethod
     def from_config(cls, config: mc.ModelConfig) -> "ModelInfo":
-        served = served_model(config)
+        return cls.from_served(served_model(config))
+
+    @classmethod
+    def from_served(cls, served: ServedModel) -> "ModelInfo":
         spec = served.spec
         return cls(name=served.name, backbone=served.backbone, sample_rate=served.sample_rate,
                    frame_rate=float(spec["frame_rate"]), num_hidden_states=int(spec["hidden_states"]),

@@ -5,7 +5,7 @@ softmax-weighted sum of hidden states 1..L (mix logits drawn with ``randn`` afte
 Probes of a group are stacked on a leading axis and trained together; each keeps its own Adam learning
 rate, ReduceLROnPlateau counter (factor 0.5, relative threshold 1e-4), early-stopping counter and
 best-validation weights, and finished probes are sliced out of the live set. With a group of one this is a
-plain per-configuration loop, so both hardware layouts run this same code:
+plain per-configuration loop, so every mode runs this same code:
 
 * ``vectorised``: one group holding every probe (pays on a GPU);
 * ``per-layer``: one group per layer choice (its learning rates stacked: they share the input batch and
@@ -465,7 +465,7 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
     """Train these probes stacked in one group; results come back in the order of ``configs``.
 
     On a CPU every probe draws its dropout masks from its own seeded stream (``SeededDropout``), so a
-    probe's run does not depend on the group it trains in: both modes give the same results. On a GPU one
+    probe's run does not depend on the group it trains in: every mode gives the same results. On a GPU one
     device draw serves all probes (a per-probe stream would cost more than the step itself).
     """
     import torch

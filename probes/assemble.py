@@ -81,7 +81,7 @@ def _row_targets(task: Task, unit: Unit, fps: float, split: str) -> np.ndarray:
 
 
 def probe_data(task: Task, dataset: Dataset, features: StoreFeatures, source: str,
-               budget: MemoryBudget | None = None, in_file: bool = False) -> ProbeData:
+               budget: MemoryBudget | None = None, in_file: bool = False, progress: bool = False) -> ProbeData:
     """The grid's input for this task, store and dataset; refuses a store whose extraction differs. The
     rows the task uses are read once into a matrix within ``budget`` (``marblekit.probes.matrix``)."""
     if task.kind == "separation":
@@ -94,7 +94,7 @@ def probe_data(task: Task, dataset: Dataset, features: StoreFeatures, source: st
         if not members:
             raise ValueError(f"store {source}: no {split} items of {task.name} have feature rows")
     matrix, positions = load_rows(features, [np.concatenate([u.rows for u in by_split[s]]) for s in SPLITS],
-                                  budget, in_file)
+                                  budget, in_file, progress)
     rows = dict(zip(SPLITS, positions))
     train = by_split["train"]
     lengths = [len(u.rows) for u in train]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from marblekit.probes.features import StoreFeatures
 
@@ -49,7 +50,7 @@ class MemoryBudget:
 
 
 def load_rows(features: StoreFeatures, row_sets: list[np.ndarray], budget: MemoryBudget | None,
-              in_file: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+              in_file: bool = False, progress: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
     """Read the union of ``row_sets`` (store rows) in one pass into a layer-major matrix; returns it and
     each set's positions in it. The matrix is a read-only memory map of a scratch file when ``in_file`` or
     when it exceeds the budget (``budget`` None: no limit, in RAM)."""
@@ -65,8 +66,10 @@ def load_rows(features: StoreFeatures, row_sets: list[np.ndarray], budget: Memor
         matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
     else:
         matrix = np.empty(shape, np.float16)
-    for index, block in features.read_spans(union):
-        matrix[:, index] = block.transpose(1, 0, 2)
+    with tqdm(total=nbytes, unit="B", unit_scale=True, desc="reading features", disable=not progress) as bar:
+        for index, block in features.read_spans(union):
+            matrix[:, index] = block.transpose(1, 0, 2)
+            bar.update(block.nbytes)
     if mapped:
         matrix.flush()
         del matrix

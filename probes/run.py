@@ -57,7 +57,7 @@ def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: A
                 progress: bool) -> Trained:
     """The MLP grid of every non-separation task."""
     mode = request.mode or grid.default_mode()
-    data = probe_data(task, dataset, features, str(request.store), budget, in_file=mode != "vectorised")
+    data = probe_data(task, dataset, features, str(request.store), budget, mode != "vectorised", progress)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
     configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
     started = time.perf_counter()
@@ -73,7 +73,7 @@ def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, featu
     from marblekit.probes import separation
     from marblekit.probes.separation_data import separation_data
 
-    data = separation_data(task, dataset, features, request.data, str(request.store), budget)
+    data = separation_data(task, dataset, features, request.data, str(request.store), budget, progress)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
     settings = request.separation
     configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)

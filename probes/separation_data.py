@@ -135,7 +135,7 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
 
 
 def separation_data(task: Task, dataset: Dataset, features: StoreFeatures, root: Path, source: str,
-                    budget: MemoryBudget | None = None) -> SeparationData:
+                    budget: MemoryBudget | None = None, progress: bool = False) -> SeparationData:
     """Join the dataset's tracks to the store's frames, read once within ``budget``; refuses a store whose
     extraction differs."""
     task.extraction.check(features.attrs, features.level, source)
@@ -148,7 +148,7 @@ def separation_data(task: Task, dataset: Dataset, features: StoreFeatures, root:
         splits[item.split].append(_track(item, track_rows[index[item.id]], root, spectrogram, sample_rate,
                                          dataset.outputs, source))
     tracks = [track for split in SPLITS for track in splits[split]]
-    matrix, positions = load_rows(features, [track.rows for track in tracks], budget)
+    matrix, positions = load_rows(features, [track.rows for track in tracks], budget, progress=progress)
     for track, rows in zip(tracks, positions):
         track.rows = rows
     return SeparationData(matrix, splits, spectrogram, sample_rate, dataset.outputs, task.schedule)

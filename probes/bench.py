@@ -247,11 +247,11 @@ def bench_probe_memory(windows: int = 477_000, windows_per_track: int = 9, layer
     return (f"bench probe-memory: {len(window_track)} windows x {layers} hidden states x {dim} fp16 = "
             f"{size_gb:.1f} GB of features, {len(report['probes'])} probes, {max_epochs} epoch(s), mode "
             f"{report['mode']}, --memory-gb {memory_gb}, {os.cpu_count()} CPU cores, "
-            f"{_total_memory_gb():.0f} GB RAM\n"
+            f"{_total_memory_gib():.1f} GiB RAM\n"
             f"wall {seconds:.0f} s, CPU {cpu:.0f} s; peak resident {peak / 1e3:.1f} GB (anonymous {peak_anonymous / 1e3:.1f}"
             f" GB, the rest mapped page cache); selected {report['winner']['config']['name']} "
             f"(test acc {report['winner']['test']['acc']:.3f})")
 
 
-def _total_memory_gb() -> float:
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
+def _total_memory_gib() -> float:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30

@@ -40,6 +40,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from marblekit.probes.parallel import fork_context
+
 LEARNING_RATES = (5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2)
 HIDDEN = 512
 DROPOUT = 0.2
@@ -421,8 +423,8 @@ class Slabs:
     A group's layers are copied out of the (possibly memory-mapped) matrix when they fit ``budget`` bytes,
     as float32 when that fits too (no conversion per batch), and the last copy is kept for the next group
     with the same layers (a worker's next learning rate).
-    When they do not fit, the group gets every layer as the mapped matrix itself and gathers its batches
-    from it, so memory stays bounded whatever the store's size."""
+    When they do not fit, the group gets every layer as the matrix itself (memory-mapped, or already in
+    RAM) and gathers its batches from it, so memory stays bounded whatever the store's size."""
 
     def __init__(self, features: np.ndarray, budget: int | None = None) -> None:
         self.features = features
@@ -431,7 +433,7 @@ class Slabs:
 
     def layers_for(self, configs: list[ProbeConfig]) -> np.ndarray:
         """The layers a group of ``configs`` reads: its own, or every layer when it mixes them or when its
-        own do not fit the budget (then the mapped matrix serves every layer without a copy)."""
+        own do not fit the budget (then the matrix serves every layer without a copy)."""
         every = np.arange(self.features.shape[0])
         if any(c.layer is None for c in configs):
             return every
@@ -561,7 +563,10 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
             def on_epoch(epoch: int, live: int) -> None:
                 bar.update(1)
                 bar.set_postfix(live=live)
-            return train_group(data, configs, ids, seed, device, on_epoch, Slabs(data.features, memory_bytes))
+            # a matrix in RAM already holds its share of the budget: copies may use only the rest
+            in_ram = 0 if isinstance(data.features, np.memmap) else data.features.nbytes
+            budget = None if memory_bytes is None else max(memory_bytes - in_ram, 0)
+            return train_group(data, configs, ids, seed, device, on_epoch, Slabs(data.features, budget))
     groups = _worker_groups(configs, mode)
     workers = min(workers or os.cpu_count() or 1, len(groups))
     per_worker = None if memory_bytes is None else memory_bytes // workers
@@ -571,7 +576,7 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
         if path is None:  # an in-RAM matrix: share it through a temporary file
             path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="marblekit-probe-"))) / "features.npy"
             np.save(path, data.features)
-        pool = stack.enter_context(_pool_context().Pool(workers, initializer=_worker_init,
+        pool = stack.enter_context(fork_context().Pool(workers, initializer=_worker_init,
                                                         initargs=(str(path), payload, seed, per_worker)))
         jobs = [[(int(i), configs[i]) for i in group] for group in groups]
         results = {}
@@ -593,15 +598,6 @@ def _worker_groups(configs: list[ProbeConfig], mode: str) -> list[list[int]]:
             by_layer.setdefault(config.layer, []).append(i)
         groups = list(by_layer.values())
     return sorted(groups, key=lambda group: configs[group[0]].layer is not None)
-
-
-def _pool_context() -> Any:
-    """fork where the platform has it (workers start at once, torch already imported), else spawn."""
-    import multiprocessing
-
-    import torch
-
-    return torch.multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
 def select_winner(results: list[ProbeResult], monitor: str) -> int:

@@ -116,12 +116,16 @@ def test_probe_grid_order():
 
 @pytest.mark.parametrize("mode", grid.MODES)
 @pytest.mark.parametrize("layers_in_budget", [0, 1])
-def test_grid_over_memory_budget_gives_the_same_results(task, reference, mode, layers_in_budget, tmp_path):
-    """Features memory-mapped from a file, with room for no layer (every batch read from the map) or for one
-    (single-layer probes copy their slab, weighted-sum probes read the map): the same curves as in RAM."""
+@pytest.mark.parametrize("matrix", ["mapped", "in RAM"])
+def test_grid_over_memory_budget_gives_the_same_results(task, reference, mode, layers_in_budget, matrix, tmp_path):
+    """Features memory-mapped from a file or in RAM, with room for no more layers (every batch read from the
+    matrix) or for one (single-layer probes copy their slab, weighted-sum probes read the matrix): the same
+    curves as without a budget."""
     np.save(tmp_path / "features.npy", task.features)
-    mapped = dataclasses.replace(task, features=np.load(tmp_path / "features.npy", mmap_mode="r"))
-    budget = max(1, layers_in_budget * task.features[0].nbytes * (1 if mode == "vectorised" else 2))
+    mapped = task if matrix == "in RAM" else dataclasses.replace(
+        task, features=np.load(tmp_path / "features.npy", mmap_mode="r"))
+    in_ram = task.features.nbytes if matrix == "in RAM" and mode == "vectorised" else 0
+    budget = max(1, in_ram + layers_in_budget * task.features[0].nbytes * (1 if mode == "vectorised" else 2))
     configs, expected = reference
     results = grid.run_grid(mapped, configs, SEED, mode, workers=2, device="cpu", progress=False,
                             memory_bytes=budget)

@@ -103,3 +103,26 @@ def test_global_sdr(rng):
     noise = rng.normal(scale=0.1, size=s.shape)
     want = 10 * np.log10((np.sum(s**2) + 1e-7) / (np.sum(noise**2) + 1e-7))
     assert metrics.global_sdr(s, s + noise) == pytest.approx(want)
+
+
+def test_beat_evaluator_decodes_every_probe_with_madmom(rng):
+    """Three probes' frame logits over two tracks (decoded in parallel processes) against madmom's DBN and
+    the micro F-measure run on each probe directly."""
+    from madmom.features.beats import DBNBeatTrackingProcessor
+
+    from marblekit.probes.evaluators import BeatEvaluator
+
+    fps, lengths = 50.0, (600, 450)
+    references = [np.arange(0.5, n / fps - 0.5, 0.5) for n in lengths]
+    row_item = np.repeat(np.arange(2), lengths)
+    logits = rng.normal(scale=0.5, size=(3, len(row_item), 2))
+    for track, beats in enumerate(references):
+        frames = np.flatnonzero(row_item == track)[np.round(beats * fps).astype(int)]
+        logits[:, frames, 1] += np.array([4.0, 1.0, 0.0])[:, None]  # probes from sharp to blind
+    got = BeatEvaluator({"valid": row_item}, {"valid": references}, fps)(logits, "valid")["beat_f"]
+    tracker = DBNBeatTrackingProcessor(fps=fps)
+    probability = metrics.softmax(logits)[..., 1].astype(np.float32)
+    want = [metrics.beat_f_measure(references, [tracker(probability[p, row_item == t]) for t in range(2)])
+            for p in range(3)]
+    np.testing.assert_allclose(got, want)
+    assert got[0] > 0.9 > got[2]

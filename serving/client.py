@@ -94,7 +94,7 @@ def served_model(config: mc.ModelConfig) -> ServedModel:
 
 
 def translate_error(err: InferenceServerException, url: str, model: str, timeout: float) -> ServingError:
-    """A tritonclient exception as the ServingError a caller can act on (retry only ServerUnavailable)."""
+    """A tritonclient exception as the ServingError a caller can act on (retry only the RETRYABLE kinds)."""
     status, message = str(err.status() or ""), err.message()
     if status.endswith("UNAVAILABLE") and "protocol is restricted" in message:
         return ServingError(f"Triton at {url} does not allow this request for {model!r}: {message}")

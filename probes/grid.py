@@ -50,6 +50,8 @@ PLATEAU_FACTOR = 0.5
 PLATEAU_THRESHOLD = 1e-4
 EVAL_CHUNK_ROWS = 4096
 MODES = ("vectorised", "per-layer", "per-probe")
+JOBS_PER_WORKER = 6  # per-layer mode splits layer groups below this many jobs per worker
+STACK_BYTES = 8 << 20  # per-layer mode stacks probes while a batch's hidden activations fit in this
 SEED = 1234  # every MARBLE reference run uses this seed
 
 
@@ -567,8 +569,9 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
             in_ram = 0 if isinstance(data.features, np.memmap) else data.features.nbytes
             budget = None if memory_bytes is None else max(memory_bytes - in_ram, 0)
             return train_group(data, configs, ids, seed, device, on_epoch, Slabs(data.features, budget))
-    groups = _worker_groups(configs, mode)
-    workers = min(workers or os.cpu_count() or 1, len(groups))
+    workers = workers or os.cpu_count() or 1
+    groups = _worker_groups(configs, mode, workers, BATCH_ITEMS * len(data.train.rows) / data.train.n_items)
+    workers = min(workers, len(groups))
     per_worker = None if memory_bytes is None else memory_bytes // workers
     payload = dataclasses.replace(data, features=np.empty((0, 0, 0), np.float16))
     with contextlib.ExitStack() as stack:
@@ -587,16 +590,24 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
     return [results[int(i)] for i in ids]
 
 
-def _worker_groups(configs: list[ProbeConfig], mode: str) -> list[list[int]]:
-    """Probe indices of each worker job: one probe each (per-probe) or one layer choice's learning rates
-    (per-layer); the weighted-sum jobs, the slowest, first, so no worker is left alone with one at the end."""
+def _worker_groups(configs: list[ProbeConfig], mode: str, workers: int, batch_rows: float) -> list[list[int]]:
+    """Probe indices of each worker job, the weighted-sum jobs (the slowest) first.
+
+    per-probe: one probe each. per-layer: one layer choice's learning rates, stacked only as far as their
+    hidden activations of a batch stay within STACK_BYTES (stacking pays by sharing per-step overhead
+    while the activations stay in cache; frame-level batches of thousands of rows are faster one probe at a
+    time), and split further when that leaves fewer than JOBS_PER_WORKER jobs per worker (a backbone with
+    few hidden states: a few long jobs leave workers idle at the end)."""
     if mode == "per-probe":
         groups = [[i] for i in range(len(configs))]
     else:
         by_layer: dict[int | None, list[int]] = {}
         for i, config in enumerate(configs):
             by_layer.setdefault(config.layer, []).append(i)
-        groups = list(by_layer.values())
+        stack = max(1, int(STACK_BYTES // (batch_rows * HIDDEN * 4)))
+        parts = max(-(-JOBS_PER_WORKER * workers // len(by_layer)), -(-max(map(len, by_layer.values())) // stack))
+        groups = [part.tolist() for group in by_layer.values()
+                  for part in np.array_split(group, min(parts, len(group)))]
     return sorted(groups, key=lambda group: configs[group[0]].layer is not None)
 
 

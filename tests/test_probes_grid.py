@@ -146,3 +146,17 @@ def test_slabs_copy_what_fits_and_map_the_rest(task):
     assert np.shares_memory(slabs.get(np.arange(task.n_hidden_states)).numpy(), task.features), "mapped, not copied"
     tight = grid.Slabs(task.features, budget=one_layer - 1)
     np.testing.assert_array_equal(tight.layers_for(single), np.arange(task.n_hidden_states))
+
+
+def test_per_layer_jobs_stack_learning_rates_only_where_it_pays():
+    configs = grid.probe_grid(13)  # 14 layer choices x 6 learning rates
+    pooled = grid._worker_groups(configs, "per-layer", workers=2, batch_rows=64)
+    assert len(pooled) == 14 and all(len(job) == 6 for job in pooled)
+    assert all(configs[i].layer is None for i in pooled[0]), "the weighted-sum job goes first"
+    assert {configs[i].layer for job in pooled for i in job if job is not pooled[0]} == set(range(13))
+    frames = grid._worker_groups(configs, "per-layer", workers=2, batch_rows=20_000)
+    assert all(len(job) == 1 for job in frames), "thousands of frames per batch: one probe per job"
+    few_layers = grid._worker_groups(grid.probe_grid(2), "per-layer", workers=2, batch_rows=64)
+    assert len(few_layers) >= 2 * grid.JOBS_PER_WORKER and all(len(job) <= 6 for job in few_layers)
+    assert sorted(i for job in few_layers for i in job) == list(range(18))
+    assert grid._worker_groups(configs, "per-probe", workers=2, batch_rows=64)[0] == [78]

@@ -9,9 +9,10 @@ plain per-configuration loop, so every mode runs this same code:
 
 * ``vectorised``: one group holding every probe (pays on a GPU);
 * ``per-layer``: one group per layer choice (its learning rates stacked: they share the input batch and
-  the per-step overhead) spread over worker processes with one thread each, the features shared through
-  a memory-mapped file; the weighted-sum group, the slowest, is handed out first (pays on a small CPU,
-  where all probes stacked fall out of cache: ``marblekit bench probe`` measures it against the others);
+  the per-step overhead, as long as a batch's activations stay small) spread over worker processes with
+  one thread each, the features shared through a memory-mapped file; the weighted-sum group, the slowest,
+  is handed out first (pays on a small CPU, where all probes stacked fall out of cache: ``marblekit bench
+  probe`` measures it against the others);
 * ``per-probe``: groups of one, spread over the workers the same way.
 
 Features are layer-major ``[L+1, rows, D]`` fp16 (``marblekit.probes.matrix``). A group copies the layers it

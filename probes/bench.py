@@ -13,6 +13,7 @@ extrapolates the sweep's time (said so in the output); the winner is then compar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,63 +139,64 @@ def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple
 
 def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_runs: int = 84,
                 max_epochs: int | None = None, workers: int = 0,
-                modes: tuple[str, ...] = ("per-layer", "per-probe", "vectorised"), workdir: Path | None = None, seed: int = 1234) -> str:
+                modes: tuple[str, ...] = ("per-layer", "per-probe", "vectorised"), workdir: Path | None = None,
+                seed: int = 1234) -> str:
     from tqdm import tqdm
 
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="marblekit-bench-probe-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    features, labels, splits = gtzan_like(layers, dim, classes, seed)
-    ids = [f"audio/{i:04d}.wav" for i in range(len(labels))]
-    task_dir = _task_folder(workdir, classes, ids, splits, labels)
-    store = workdir / "store.zarr"
-    write_store(store, ids, _store_attrs(layers), pooled=features, window_track=np.arange(len(ids)))
-    schedule = get_task(TASK).schedule
-    epochs = max_epochs or schedule.max_epochs
-    # the reference layout: one [L+1, windows, D] float32 file per item
-    npy = workdir / "reference"
-    npy.mkdir(exist_ok=True)
-    split_items = {s: [i for i, x in enumerate(splits) if x == s] for s in SPLIT_SIZES}
-    for i in range(len(ids)):
-        np.save(npy / f"{i}.npy", features[i].astype(np.float32)[:, None, :])
-    (npy / "meta.json").write_text(json.dumps({
-        "dim": dim, "hidden_states": layers, "classes": classes,
-        **{s: {"items": items, "labels": labels[items].tolist()} for s, items in split_items.items()}}))
+    with _work_folder(workdir, "marblekit-bench-probe-") as workdir:
+        features, labels, splits = gtzan_like(layers, dim, classes, seed)
+        ids = [f"audio/{i:04d}.wav" for i in range(len(labels))]
+        task_dir = _task_folder(workdir, classes, ids, splits, labels)
+        store = workdir / "store.zarr"
+        write_store(store, ids, _store_attrs(layers), pooled=features, window_track=np.arange(len(ids)))
+        schedule = get_task(TASK).schedule
+        epochs = max_epochs or schedule.max_epochs
+        # the reference layout: one [L+1, windows, D] float32 file per item
+        npy = workdir / "reference"
+        npy.mkdir(exist_ok=True)
+        split_items = {s: [i for i, x in enumerate(splits) if x == s] for s in SPLIT_SIZES}
+        for i in range(len(ids)):
+            np.save(npy / f"{i}.npy", features[i].astype(np.float32)[:, None, :])
+        (npy / "meta.json").write_text(json.dumps({
+            "dim": dim, "hidden_states": layers, "classes": classes,
+            **{s: {"items": items, "labels": labels[items].tolist()} for s, items in split_items.items()}}))
 
-    rows: list[Measured] = []
-    python = sys.executable
-    for mode in modes:
-        out = workdir / f"marblekit-{mode}"
-        command = [python, "-m", "marblekit.cli", "probe", str(store), "--task", TASK, "--data", str(task_dir),
-                   "--out", str(out), "--mode", mode, "--workers", str(workers), "--max-epochs", str(epochs),
-                   "--seed", str(seed)]
-        seconds, cpu, peak, _ = run_measured(command)
-        report = json.loads((out / "results.json").read_text())
-        rows.append(Measured(f"marblekit {mode}", seconds, cpu, peak, report["winner"]["config"]["name"],
-                             f"test acc {report['winner']['test']['acc']:.3f}"))
+        rows: list[Measured] = []
+        python = sys.executable
+        for mode in modes:
+            out = workdir / f"marblekit-{mode}"
+            command = [python, "-m", "marblekit.cli", "probe", str(store), "--task", TASK, "--data", str(task_dir),
+                       "--out", str(out), "--mode", mode, "--workers", str(workers), "--max-epochs", str(epochs),
+                       "--seed", str(seed)]
+            seconds, cpu, peak, _ = run_measured(command)
+            report = json.loads((out / "results.json").read_text())
+            rows.append(Measured(f"marblekit {mode}", seconds, cpu, peak, report["winner"]["config"]["name"],
+                                 f"test acc {report['winner']['test']['acc']:.3f}"))
 
-    configs = probe_grid(layers, LEARNING_RATES)
-    chosen = np.unique(np.linspace(0, len(configs) - 1, min(reference_runs, len(configs))).round().astype(int))
-    results, total, total_cpu, peak = {}, 0.0, 0.0, 0.0
-    spec = f"{schedule.loss},{epochs},{schedule.plateau_patience},{schedule.stop_patience}"
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    for index in tqdm(chosen, desc="reference sweep runs"):
-        config = configs[index]
-        out = workdir / f"reference-{index}.json"
-        command = [python, "-m", "marblekit.probes.reference", str(npy), "--layer",
-                   "all" if config.layer is None else str(config.layer), "--lr", str(config.lr), "--schedule", spec,
-                   "--seed", str(seed), "--out", str(out)]
-        seconds, cpu, run_peak, _ = run_measured(command, env)
-        total += seconds
-        total_cpu += cpu
-        peak = max(peak, run_peak)
-        results[index] = json.loads(out.read_text())
-    best = max(results, key=lambda i: (results[i]["valid"], -i))
-    scale = len(configs) / len(chosen)
-    note = f"test acc {results[best]['test']:.3f}"
-    if len(chosen) < len(configs):
-        note += f"; {len(chosen)} of {len(configs)} runs timed ({total:.0f} s), time extrapolated, winner among those"
-    rows.append(Measured("reference-style sweep", total * scale, total_cpu * scale, peak, configs[best].name, note))
-    return render(rows, len(configs), epochs)
+        configs = probe_grid(layers, LEARNING_RATES)
+        chosen = np.unique(np.linspace(0, len(configs) - 1, min(reference_runs, len(configs))).round().astype(int))
+        results, total, total_cpu, peak = {}, 0.0, 0.0, 0.0
+        spec = f"{schedule.loss},{epochs},{schedule.plateau_patience},{schedule.stop_patience}"
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        for index in tqdm(chosen, desc="reference sweep runs"):
+            config = configs[index]
+            out = workdir / f"reference-{index}.json"
+            command = [python, "-m", "marblekit.probes.reference", str(npy), "--layer",
+                       "all" if config.layer is None else str(config.layer), "--lr", str(config.lr),
+                       "--schedule", spec, "--seed", str(seed), "--out", str(out)]
+            seconds, cpu, run_peak, _ = run_measured(command, env)
+            total += seconds
+            total_cpu += cpu
+            peak = max(peak, run_peak)
+            results[index] = json.loads(out.read_text())
+        best = max(results, key=lambda i: (results[i]["valid"], -i))
+        scale = len(configs) / len(chosen)
+        note = f"test acc {results[best]['test']:.3f}"
+        if len(chosen) < len(configs):
+            note += (f"; {len(chosen)} of {len(configs)} runs timed ({total:.0f} s), time extrapolated, winner "
+                     "among those")
+        rows.append(Measured("reference-style sweep", total * scale, total_cpu * scale, peak, configs[best].name, note))
+        return render(rows, len(configs), epochs)
 
 
 def render(rows: list[Measured], n_probes: int, epochs: int) -> str:
@@ -212,45 +215,64 @@ def bench_probe_memory(windows: int = 477_000, windows_per_track: int = 9, layer
                        learning_rates: tuple[float, ...] = (1e-3,), workdir: Path | None = None,
                        seed: int = 1234) -> str:
     """A store larger than the memory budget (default MTG-sized with MERT-330M: 477k windows x 25 x 1024,
-    24 GB) probed with ``--memory-gb``: peak resident and anonymous memory against the store's size."""
+    24 GB) probed with ``--memory-gb``: peak resident and anonymous memory against the store's size. Without
+    ``workdir`` the store goes to a temporary folder, removed afterwards."""
+    with _work_folder(workdir, "marblekit-bench-probe-memory-") as folder:
+        store, task_dir = _large_store(folder, windows, windows_per_track, layers, dim, classes, seed)
+        out = folder / "probe"
+        command = [sys.executable, "-m", "marblekit.cli", "probe", str(store), "--task", TASK, "--data", str(task_dir),
+                   "--out", str(out), "--memory-gb", str(memory_gb), "--scratch", str(folder / "scratch"),
+                   "--max-epochs", str(max_epochs), "--seed", str(seed), "--learning-rates",
+                   *[str(lr) for lr in learning_rates]]
+        seconds, cpu, peak, peak_anonymous = run_measured(command)
+        report = json.loads((out / "results.json").read_text())
+    rows = windows // windows_per_track * windows_per_track
+    return (f"bench probe-memory: {rows} windows x {layers} hidden states x {dim} fp16 = "
+            f"{rows * layers * dim * 2 / 1e9:.1f} GB of features, {len(report['probes'])} probes, {max_epochs} "
+            f"epoch(s), mode {report['mode']}, --memory-gb {memory_gb}, {os.cpu_count()} CPU cores, "
+            f"{_total_memory_gib():.1f} GiB RAM\n"
+            f"wall {seconds:.0f} s, CPU {cpu:.0f} s; peak resident {peak / 1e3:.1f} GB (anonymous "
+            f"{peak_anonymous / 1e3:.1f} GB, the rest mapped page cache); selected "
+            f"{report['winner']['config']['name']} (test acc {report['winner']['test']['acc']:.3f})")
+
+
+def _large_store(folder: Path, windows: int, windows_per_track: int, layers: int, dim: int, classes: int,
+                 seed: int) -> tuple[Path, Path]:
+    """A pooled store written chunk by chunk (never whole in RAM) whose class signal sits in the middle
+    layer, and its task folder."""
     import zarr
     from tqdm import tqdm
 
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="marblekit-bench-probe-memory-"))
-    workdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     n_tracks = windows // windows_per_track
     labels = rng.integers(0, classes, n_tracks)
     splits = rng.choice(["train", "valid", "test"], n_tracks, p=[0.7, 0.15, 0.15])
     ids = [f"audio/{i:06d}.mp3" for i in range(n_tracks)]
-    task_dir = _task_folder(workdir, classes, ids, splits, labels)
     window_track = np.repeat(np.arange(n_tracks), windows_per_track)
-    store = workdir / "store.zarr"
+    store = folder / "store.zarr"
     write_store(store, ids, _store_attrs(layers), pooled=None, window_track=window_track,
                 window_start=np.tile(np.arange(windows_per_track) * get_task(TASK).extraction.hop_s, n_tracks))
     pooled = zarr.open_group(str(store), mode="r+").create_array(
-        "pooled", shape=(len(window_track), layers, dim), dtype="float16", chunks=(512, layers, dim), compressors=None)
+        "pooled", shape=(len(window_track), layers, dim), dtype="float16", chunks=(512, layers, dim),
+        compressors=None)
     centres = rng.normal(size=(classes, dim)).astype(np.float32)
     for start in tqdm(range(0, len(window_track), 512), desc="writing the store"):
         rows = window_track[start:start + 512]
         block = rng.standard_normal((len(rows), layers, dim), np.float32)
         block[:, layers // 2] += centres[labels[rows]]
         pooled[start:start + len(rows)] = block.astype(np.float16)
-    out = workdir / "probe"
-    command = [sys.executable, "-m", "marblekit.cli", "probe", str(store), "--task", TASK, "--data", str(task_dir),
-               "--out", str(out), "--memory-gb", str(memory_gb), "--scratch", str(workdir / "scratch"),
-               "--max-epochs", str(max_epochs), "--seed", str(seed), "--learning-rates",
-               *[str(lr) for lr in learning_rates]]
-    seconds, cpu, peak, peak_anonymous = run_measured(command)
-    report = json.loads((out / "results.json").read_text())
-    size_gb = len(window_track) * layers * dim * 2 / 1e9
-    return (f"bench probe-memory: {len(window_track)} windows x {layers} hidden states x {dim} fp16 = "
-            f"{size_gb:.1f} GB of features, {len(report['probes'])} probes, {max_epochs} epoch(s), mode "
-            f"{report['mode']}, --memory-gb {memory_gb}, {os.cpu_count()} CPU cores, "
-            f"{_total_memory_gib():.1f} GiB RAM\n"
-            f"wall {seconds:.0f} s, CPU {cpu:.0f} s; peak resident {peak / 1e3:.1f} GB (anonymous {peak_anonymous / 1e3:.1f}"
-            f" GB, the rest mapped page cache); selected {report['winner']['config']['name']} "
-            f"(test acc {report['winner']['test']['acc']:.3f})")
+    return store, _task_folder(folder, classes, ids, splits, labels)
+
+
+@contextlib.contextmanager
+def _work_folder(workdir: Path | None, prefix: str) -> Iterator[Path]:
+    """``workdir`` (created if missing), or a temporary folder removed afterwards."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+            yield Path(folder)
+    else:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        yield Path(workdir)
 
 
 def _total_memory_gib() -> float:

@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-epochs", type=int, help="cap every run's epochs (default: the task's 100)")
     parser.add_argument("--layers", type=int, default=13, help="hidden states L+1 (default 13)")
     parser.add_argument("--dim", type=int, default=768, help="feature width (default 768)")
-    parser.add_argument("--workers", type=int, default=0, help="workers of the per-layer and per-probe modes (0 = all cores)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="workers of the per-layer and per-probe modes (0 = all cores)")
     parser.add_argument("--workdir", help="where the synthetic data goes (default: a temporary folder)")
 
 

@@ -280,22 +280,13 @@ class ProbeGroup:
 
     def adam_step(self) -> None:
         """torch's fused Adam kernel (betas 0.9/0.999, eps 1e-8, no weight decay) on per-probe views, one
-        call per distinct learning rate: each probe gets exactly the update ``Adam(fused=True)`` makes."""
+        call per distinct learning rate (on the whole stacked tensors when every live probe shares it): each
+        probe gets exactly the update ``Adam(fused=True)`` makes."""
         import torch
 
         self.step_count += 1
         step = torch.tensor(float(self.step_count), device=self.device)
         rates = self.lr[self.live].numpy()
-        if (rates == rates[0]).all():  # one call on the whole stacked tensors: the same elementwise update
-            with torch.no_grad():
-                names = [name for name, param in self.params.items() if param.grad is not None]
-                torch._fused_adam_([self.params[n] for n in names], [self.params[n].grad for n in names],
-                                   [self.moments[n][0] for n in names], [self.moments[n][1] for n in names], [],
-                                   [step] * len(names), lr=float(rates[0]), beta1=0.9, beta2=0.999,
-                                   weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
-            for param in self.params.values():
-                param.grad = None
-            return
         mixed = np.array([self.configs[i].layer is None for i in self.live])
         mix_row = np.cumsum(mixed) - 1
         with torch.no_grad():
@@ -306,10 +297,8 @@ class ProbeGroup:
                     if param.grad is None:
                         continue
                     rows = mix_row[members[mixed[members]]] if name == "mix" else members
-                    exp_avg, exp_avg_sq = self.moments[name]
-                    for row in rows:
-                        for bucket, tensor in zip(views, (param, param.grad, exp_avg, exp_avg_sq)):
-                            bucket.append(tensor[row])
+                    for bucket, tensor in zip(views, (param, param.grad, *self.moments[name])):
+                        bucket.extend([tensor] if len(members) == len(rates) else [tensor[row] for row in rows])
                 if views[0]:
                     torch._fused_adam_(*views, [], [step] * len(views[0]), lr=float(rate), beta1=0.9, beta2=0.999,
                                        weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
@@ -458,8 +447,8 @@ class Slabs:
             if len(key) == self.features.shape[0] and not self._fits(len(key)):
                 return torch.from_numpy(self.features)
             selected = self.features if len(key) == self.features.shape[0] else self.features[layers]
-            half = len(key) * self.features[0].nbytes * 2 > (self.budget or np.inf)
-            tensor = torch.from_numpy(np.ascontiguousarray(selected, np.float16 if half else np.float32))
+            dtype = np.float32 if self._fits(2 * len(key)) else np.float16  # float32 takes twice the room
+            tensor = torch.from_numpy(np.ascontiguousarray(selected, dtype))
         self.kept = (key, tensor)
         return tensor
 

@@ -40,7 +40,7 @@ def track_index(task: Task, dataset: Dataset, features: StoreFeatures,
 
 def _units(task: Task, dataset: Dataset, features: StoreFeatures, source: str) -> list[Unit]:
     index = track_index(task, dataset, features, source)
-    track_rows = features.track_rows()
+    track_rows = features.track_rows
     if task.extraction.full_windows_only:
         seconds = features.window_length
         if seconds is None:

@@ -30,8 +30,8 @@ READ_SPAN_BYTES = 256 << 20
 class StoreFeatures:
     """An open store at one level ('pooled' windows or 'frames'), its rows not read yet.
 
-    ``track_ids`` are the extracted (status 1) tracks only; ``track_rows()[t]`` are the store rows of track t
-    in time order (its windows, or its windows' frames). Rows are read on demand with ``read_rows``, a few
+    ``track_ids`` are the extracted (status 1) tracks only; ``track_rows[t]`` are the store rows of track t
+    in time order (its windows, or its windows' frames). Rows are read on demand with ``read_spans``, a few
     chunks at a time, so a store larger than RAM can be loaded piecewise (``marblekit.probes.matrix``).
     """
 
@@ -40,11 +40,8 @@ class StoreFeatures:
     attrs: dict[str, Any]
     track_ids: list[str]
     array: Any  # the zarr array holding the rows: pooled [W, L+1, D] or frames [F, L+1, D]
-    rows_of_track: list[np.ndarray]
+    track_rows: list[np.ndarray]
     window_length: np.ndarray | None = None  # pooled level: seconds of each store row
-
-    def track_rows(self) -> list[np.ndarray]:
-        return self.rows_of_track
 
     @property
     def n_hidden_states(self) -> int:
@@ -57,9 +54,8 @@ class StoreFeatures:
     def read_spans(self, rows: np.ndarray) -> Any:
         """Yield (index into ``rows``, fp16 [k, L+1, D]) for sorted unique store ``rows``, reading one
         contiguous span of at most ``READ_SPAN_BYTES`` at a time."""
-        row_bytes = max(self.n_hidden_states * self.dim * 2, 1)
-        span = max(int(self.array.chunks[0]), READ_SPAN_BYTES // row_bytes // int(self.array.chunks[0])
-                   * int(self.array.chunks[0]))
+        chunk = int(self.array.chunks[0])
+        span = max(1, READ_SPAN_BYTES // max(self.n_hidden_states * self.dim * 2, 1) // chunk) * chunk
         first = 0
         while first < len(rows):
             begin = int(rows[first]) // span * span
@@ -69,10 +65,15 @@ class StoreFeatures:
             first = last
 
 
-def _array(group: Any, name: str, source: str) -> np.ndarray:
+def _require(group: Any, name: str, source: str) -> Any:
+    """The zarr array ``name`` of the store, unread; a store without it is refused."""
     if name not in group:
         raise ValueError(f"store {source}: missing array {name!r} (see marblekit.probes.features for the layout)")
-    return group[name][...]
+    return group[name]
+
+
+def _array(group: Any, name: str, source: str) -> np.ndarray:
+    return _require(group, name, source)[...]
 
 
 def read_store(path: str | Path, level: str = "pooled") -> StoreFeatures:
@@ -95,10 +96,9 @@ def read_store(path: str | Path, level: str = "pooled") -> StoreFeatures:
     kept_ids = [track_ids[t] for t in done]
     if level == "frames":
         return _frame_rows(group, attrs, kept_ids, [windows[t] for t in done], source)
-    if "pooled" not in group:
-        raise ValueError(f"store {source}: missing array 'pooled' (see marblekit.probes.features for the layout)")
     length = group["window_length"][...] if "window_length" in group else None
-    return StoreFeatures(source, "pooled", attrs, kept_ids, group["pooled"], [windows[t] for t in done], length)
+    return StoreFeatures(source, "pooled", attrs, kept_ids, _require(group, "pooled", source),
+                         [windows[t] for t in done], length)
 
 
 def _windows_of_tracks(window_track: np.ndarray, n_tracks: int) -> list[np.ndarray]:

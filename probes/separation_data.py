@@ -142,7 +142,7 @@ def separation_data(task: Task, dataset: Dataset, features: StoreFeatures, root:
     spectrogram = Spectrogram.for_store(features.attrs, source)
     sample_rate = int(features.attrs["sample_rate"])
     index = track_index(task, dataset, features, source)
-    track_rows = features.track_rows()
+    track_rows = features.track_rows
     splits: dict[str, list[Track]] = {split: [] for split in SPLITS}
     for item in dataset.items:
         splits[item.split].append(_track(item, track_rows[index[item.id]], root, spectrogram, sample_rate,

@@ -133,6 +133,6 @@ def test_read_store_drops_unfinished_tracks(tmp_path):
     write_store(store, ["a", "b", "c"], ATTRS, pooled=pooled, window_track=[0, 1, 1, 2], track_status=[1, 0, 1])
     features = read_store(store)
     assert features.track_ids == ["a", "c"]
-    assert [list(r) for r in features.track_rows()] == [[0], [3]]
+    assert [list(r) for r in features.track_rows] == [[0], [3]]
     matrix, (rows,) = load_rows(features, [np.array([3, 0])], None)
     np.testing.assert_array_equal(matrix[:, rows].transpose(1, 0, 2), pooled[[3, 0]].astype(np.float16))

@@ -44,7 +44,7 @@ def test_frames_of_a_track_come_in_time_order(tmp_path):
     write_store(path, ["a", "b"], {**ATTRS, "frame_layers": [0, 1, 2]}, pooled=np.zeros((3, 3, 2)),
                 window_track=[0, 1, 0], window_start=[30.0, 0.0, 0.0], frames=frames, frame_offsets=[0, 2, 5, 7])
     features = read_store(path, "frames")
-    assert [list(r) for r in features.track_rows()] == [[5, 6, 0, 1], [2, 3, 4]]
+    assert [list(r) for r in features.track_rows] == [[5, 6, 0, 1], [2, 3, 4]]
 
 
 def test_a_scratch_disk_too_small_is_refused_before_writing(store, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from transformers import Data2VecAudioConfig, Data2VecAudioModel, HubertConfig, HubertModel, PretrainedConfig
 
-from marblekit.backbones import BackboneSpec
+from marblekit.core.backbones import BackboneSpec
 
 from .architecture import HiddenStatesEncoder
 from .handcrafted import HandcraftedFeatures

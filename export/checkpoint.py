@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from marblekit.backbones import BackboneSpec
-from marblekit.checksums import sha256_of
+from marblekit.core.backbones import BackboneSpec
+from marblekit.core.checksums import sha256_of
 
 from .architecture import HiddenStatesEncoder
 from .builders import MODEL_CLASSES, base_model

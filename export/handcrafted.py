@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from marblekit.backbones import BackboneSpec
+from marblekit.core.backbones import BackboneSpec
 
 N_FFT = 2048
 LOG_FLOOR = 1e-8

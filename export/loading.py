@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from marblekit.backbones import BackboneSpec
+from marblekit.core.backbones import BackboneSpec
 
 from .builders import random_encoder
 from .checkpoint import load_checkpoint

@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from marblekit.core.served_model import HIDDEN_STATES, INPUT, OUTPUTS, POOLED
+
 from .architecture import ServingGraph
 from .handcrafted import HandcraftedFeatures
 
 OPSET = 17  # LayerNormalization stays one op (TensorRT keeps it out of FP16 overflow trouble)
-INPUT_NAME = "waveform"
-OUTPUT_NAMES = ("hidden_states", "pooled")
 PRECISIONS = ("fp32", "fp16")
 #: Modules whose statistics overflow or lose precision in FP16; they run in FP32 inside the fp16 graph.
 FP32_MODULES = (nn.LayerNorm, nn.GroupNorm)
@@ -64,8 +64,8 @@ def export_onnx(graph: ServingGraph, path: Path, example_samples: int = 16000) -
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph, (example,), str(path), dynamo=False, opset_version=OPSET,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_axes={INPUT_NAME: {0: "batch", 1: "samples"},
-                          "hidden_states": {0: "batch", 2: "frames"}, "pooled": {0: "batch"}},
+            input_names=[INPUT], output_names=list(OUTPUTS),
+            dynamic_axes={INPUT: {0: "batch", 1: "samples"},
+                          HIDDEN_STATES: {0: "batch", 2: "frames"}, POOLED: {0: "batch"}},
         )
     return path

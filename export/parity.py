@@ -11,6 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from marblekit.core.served_model import HIDDEN_STATES, INPUT, OUTPUTS, POOLED
+
 FP32_MAX_ABS = 1e-4
 FP16_MIN_COSINE = 0.999
 
@@ -58,9 +60,8 @@ def compare_with_onnxruntime(encoder: torch.nn.Module, onnx_path, inputs: list[n
     for waveform in inputs:
         with torch.no_grad():
             hidden = encoder(torch.from_numpy(waveform)).numpy()
-        reference = {"hidden_states": hidden, "pooled": hidden.mean(axis=2)}
-        outputs = dict(zip(("hidden_states", "pooled"), session.run(["hidden_states", "pooled"],
-                                                                    {"waveform": waveform})))
+        reference = {HIDDEN_STATES: hidden, POOLED: hidden.mean(axis=2)}
+        outputs = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {INPUT: waveform})))
         diffs = [differences(reference[name], outputs[name]) for name in reference]
         results.append(ParityResult(waveform.shape, precision, max(d[0] for d in diffs),
                                     min(d[1] for d in diffs)))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from marblekit.backbones import BackboneSpec
+from marblekit.core.backbones import BackboneSpec
 
 from .loading import load_encoder
 from .onnx_export import export_onnx, serving_graph

@@ -20,8 +20,9 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from marblekit import __version__
-from marblekit.backbones import BackboneSpec
-from marblekit.checksums import sha256_of
+from marblekit.core.backbones import BackboneSpec
+from marblekit.core.checksums import sha256_of
+from marblekit.core.served_model import CONFIG_FILE, config_to_text, model_parameters
 
 from . import triton_config
 from .triton_config import ServingShape
@@ -40,10 +41,11 @@ def write_model_configs(repo: Path, name: str, spec: BackboneSpec, precision: st
     model_dir = repo / name
     onnx_path = version_dir(repo, name) / "model.onnx"
     onnx_sha256 = sha256_of(onnx_path)
-    metadata = triton_config.model_metadata(spec, precision, provenance, onnx_sha256, shape)
+    metadata = model_parameters(spec, precision, provenance, onnx_sha256, shape.samples(spec, shape.min_seconds),
+                                shape.samples(spec, shape.max_seconds))
     output_type = OUTPUT_TYPES[precision]
     configs = {
-        model_dir / "config.pbtxt": triton_config.embedded_config(name, spec, output_type, metadata, shape),
+        model_dir / CONFIG_FILE: triton_config.embedded_config(name, spec, output_type, metadata, shape),
         model_dir / "configs" / "gpu-onnxruntime.pbtxt": triton_config.gpu_onnxruntime_config(
             name, spec, output_type, metadata, shape, cache_dir="/models/.trt_cache"),
     }
@@ -52,7 +54,7 @@ def write_model_configs(repo: Path, name: str, spec: BackboneSpec, precision: st
             name, spec, metadata, shape)
     for path, config in configs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(triton_config.to_text(config))
+        path.write_text(config_to_text(config))
     runner = resources.files("marblekit.serving").joinpath("triton_python_model.py")
     shutil.copyfile(str(runner), version_dir(repo, name) / "model.py")
     summary = {"name": name, "marblekit_version": __version__, "precision": precision,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from marblekit.backbones import BackboneSpec
+from marblekit.core.backbones import BackboneSpec
 
-from .onnx_export import INPUT_NAME
+from marblekit.core.served_model import INPUT
 from .triton_config import ServingShape
 
 
@@ -52,7 +52,7 @@ def build_engine(onnx_path: Path, plan_path: Path, spec: BackboneSpec, shape: Se
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME,
+    profile.set_shape(INPUT,
                       (1, shape.samples(spec, shape.min_seconds)),
                       (shape.gpu_max_batch // 2, shape.samples(spec, shape.opt_seconds)),
                       (shape.gpu_max_batch, shape.samples(spec, shape.max_seconds)))

@@ -9,15 +9,13 @@ Triton picks one of ``configs/`` with ``--model-config-name``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from marblekit.backbones import BackboneSpec
+from marblekit.core.backbones import BackboneSpec
+from marblekit.core.served_model import HIDDEN_STATES, INPUT, POOLED
 
-from .onnx_export import INPUT_NAME
 
 @dataclass(frozen=True)
 class ServingShape:
@@ -35,10 +33,10 @@ class ServingShape:
 
 def _io(spec: BackboneSpec, output_type: int) -> dict:
     return dict(
-        input=[mc.ModelInput(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[-1])],
-        output=[mc.ModelOutput(name="hidden_states", data_type=output_type,
+        input=[mc.ModelInput(name=INPUT, data_type=mc.TYPE_FP32, dims=[-1])],
+        output=[mc.ModelOutput(name=HIDDEN_STATES, data_type=output_type,
                                dims=[spec.num_hidden_states, -1, spec.dim]),
-                mc.ModelOutput(name="pooled", data_type=output_type, dims=[spec.num_hidden_states, spec.dim])],
+                mc.ModelOutput(name=POOLED, data_type=output_type, dims=[spec.num_hidden_states, spec.dim])],
     )
 
 
@@ -54,21 +52,7 @@ def _batching(max_queue_delay_us: int, max_queue_size: int) -> mc.ModelDynamicBa
 def _warmup(spec: BackboneSpec, shape: ServingShape, batch: int) -> list[mc.ModelWarmup]:
     data = mc.ModelWarmup.Input(data_type=mc.TYPE_FP32, dims=[shape.samples(spec, shape.opt_seconds)],
                                 random_data=True)
-    return [mc.ModelWarmup(name=f"bs{batch}", batch_size=batch, inputs={INPUT_NAME: data})]
-
-
-def model_metadata(spec: BackboneSpec, precision: str, provenance: dict[str, object], onnx_sha256: str,
-                   shape: ServingShape) -> dict[str, object]:
-    """What a client must know to feed the model and label what it gets back; travels in the config."""
-    return {
-        "marblekit_backbone": spec.name,
-        "marblekit_spec": json.dumps(spec.describe(), sort_keys=True),
-        "marblekit_provenance": json.dumps(provenance, sort_keys=True),
-        "precision": precision,
-        "onnx_sha256": onnx_sha256,
-        "min_samples": shape.samples(spec, shape.min_seconds),
-        "max_samples": shape.samples(spec, shape.max_seconds),
-    }
+    return [mc.ModelWarmup(name=f"bs{batch}", batch_size=batch, inputs={INPUT: data})]
 
 
 def embedded_config(name: str, spec: BackboneSpec, output_type: int, metadata: dict[str, object],
@@ -86,9 +70,9 @@ def gpu_onnxruntime_config(name: str, spec: BackboneSpec, output_type: int, meta
                            shape: ServingShape, cache_dir: str) -> mc.ModelConfig:
     """ONNX Runtime backend with the TensorRT EP in FP16, an engine cache and explicit profiles."""
     profile = {
-        "trt_profile_min_shapes": f"{INPUT_NAME}:1x{shape.samples(spec, shape.min_seconds)}",
-        "trt_profile_opt_shapes": f"{INPUT_NAME}:{shape.gpu_max_batch // 2}x{shape.samples(spec, shape.opt_seconds)}",
-        "trt_profile_max_shapes": f"{INPUT_NAME}:{shape.gpu_max_batch}x{shape.samples(spec, shape.max_seconds)}",
+        "trt_profile_min_shapes": f"{INPUT}:1x{shape.samples(spec, shape.min_seconds)}",
+        "trt_profile_opt_shapes": f"{INPUT}:{shape.gpu_max_batch // 2}x{shape.samples(spec, shape.opt_seconds)}",
+        "trt_profile_max_shapes": f"{INPUT}:{shape.gpu_max_batch}x{shape.samples(spec, shape.max_seconds)}",
     }
     tensorrt = mc.ModelOptimizationPolicy.ExecutionAccelerators.Accelerator(
         name="tensorrt",
@@ -119,11 +103,3 @@ def gpu_tensorrt_config(name: str, spec: BackboneSpec, metadata: dict[str, objec
         model_warmup=_warmup(spec, shape, shape.gpu_max_batch // 2),
         parameters=_parameters(metadata),
     )
-
-
-def to_text(config: mc.ModelConfig) -> str:
-    return text_format.MessageToString(config)
-
-
-def parse(text: str) -> mc.ModelConfig:
-    return text_format.Parse(text, mc.ModelConfig())

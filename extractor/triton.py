@@ -13,7 +13,7 @@ import numpy as np
 
 from marblekit.serving.client import RETRYABLE, ModelClient, RetryPolicy, ServerUnavailable, ServingError
 
-from .engine import InferenceError, ModelInfo
+from .engine import InferenceError
 
 
 class TritonEngine:
@@ -26,7 +26,7 @@ class TritonEngine:
         self.client = ModelClient(url, name, deadline_s, RetryPolicy(attempts))
         try:
             self.client.wait_ready(startup_timeout_s)
-            self.info = ModelInfo.from_served(self.client.model_metadata())
+            self.info = self.client.model_metadata()
         except ServerUnavailable as err:
             self.client.close()
             raise ConnectionError(f"Triton server {url} is not ready: {err}") from None

@@ -1,5 +1,5 @@
 """Joins a task's items to a store's rows: the training rows and targets, the evaluation sets and the
-task's evaluator, ready for ``grid.run_grid``."""
+task's evaluator, ready for ``scheduling.run_grid``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 from marblekit.probes.evaluators import (BeatEvaluator, KeyEvaluator, MultilabelEvaluator, MulticlassEvaluator,
                                          RegressionEvaluator)
 from marblekit.probes.features import StoreFeatures
-from marblekit.probes.grid import EvalSet, ProbeData, TrainSet
+from marblekit.probes.types import EvalSet, ProbeData, TrainSet
 from marblekit.probes.matrix import MemoryBudget, load_rows
-from marblekit.probes.tasks.base import SPLITS, Dataset, Item, Task
+from marblekit.core.task_format import SPLITS
+from marblekit.probes.tasks.base import Dataset, Item, Task
 
 #: frames on each side of a beat also marked as beats in training (the reference's widening)
 BEAT_WIDENING = 1
@@ -41,12 +42,12 @@ def track_index(task: Task, dataset: Dataset, features: StoreFeatures,
 def _units(task: Task, dataset: Dataset, features: StoreFeatures, source: str) -> list[Unit]:
     index = track_index(task, dataset, features, source)
     track_rows = features.track_rows
-    if task.extraction.full_windows_only:
+    if task.features.full_windows_only:
         seconds = features.window_length
         if seconds is None:
-            raise ValueError(f"store {source}: {task.name} drops windows shorter than {task.extraction.window_s} s "
+            raise ValueError(f"store {source}: {task.name} drops windows shorter than {task.features.window_s} s "
                              "but the store has no 'window_length' array")
-        full = seconds >= task.extraction.window_s - 1e-3
+        full = seconds >= task.features.window_s - 1e-3
         track_rows = [rows[full[rows]] for rows in track_rows]
     units = []
     for item in dataset.items:
@@ -86,9 +87,9 @@ def probe_data(task: Task, dataset: Dataset, features: StoreFeatures, source: st
     rows the task uses are read once into a matrix within ``budget`` (``marblekit.probes.matrix``)."""
     if task.kind == "separation":
         raise ValueError("separation tasks train LSTM mask heads, not this grid: see marblekit.probes.separation")
-    task.extraction.check(features.attrs, features.level, source)
+    task.features.check(features.attrs, features.level, source)
     units = _units(task, dataset, features, source)
-    fps = float(features.attrs["frame_rate"])
+    fps = float(features.attrs.frame_rate)
     by_split = {split: [u for u in units if u.item.split == split] for split in SPLITS}
     for split, members in by_split.items():
         if not members:

@@ -1,4 +1,4 @@
-"""Per-task scoring of every probe's outputs at once (see ``grid.Evaluator``). Each evaluator holds the
+"""Per-task scoring of every probe's outputs at once (see ``types.Evaluator``). Each evaluator holds the
 labels of the validation and test splits and returns metric -> [P], including ``score`` (the task score
 on a 0-1 scale, or dB for separation) and the metric named by ``monitor``."""
 

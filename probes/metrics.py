@@ -10,9 +10,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: MARBLE's 24 key classes: C, Db, ..., B major, then the same tonics minor.
-TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-KEY_NAMES = tuple(f"{t} major" for t in TONICS) + tuple(f"{t} minor" for t in TONICS)
 #: song-level ensembles of clip outputs, in the reference's order (also the tie-break order)
 KEY_ENSEMBLES = ("vote", "max", "gmean", "mean")
 

@@ -9,15 +9,9 @@ The plot shows, per task and backbone, the test score of each layer choice with 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dirs", type=Path, nargs="+", help="folders holding results.json files (searched recursively)")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report)")
 
 
 def load_results(dirs: list[Path]) -> list[dict[str, Any]]:
@@ -100,11 +94,11 @@ def plot(reports: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def run(args: argparse.Namespace) -> int:
-    reports = load_results(args.dirs)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.md").write_text(table(reports))
-    plot(reports, args.out / "layers.png")
-    print(table(reports))
-    print(f"wrote {args.out / 'table.md'} and {args.out / 'layers.png'}")
-    return 0
+def write_report(dirs: list[Path], out: Path) -> str:
+    """``out/table.md`` and ``out/layers.png`` from every results.json under ``dirs``; returns the table."""
+    reports = load_results(dirs)
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(reports)
+    (out / "table.md").write_text(text)
+    plot(reports, out / "layers.png")
+    return text

@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from marblekit.probes import grid
+from marblekit.probes import scheduling, types
 from marblekit.probes.assemble import probe_data
 from marblekit.probes.features import read_store
 from marblekit.probes.matrix import MemoryBudget
-from marblekit.probes.separation import Settings as SeparationSettings
+from marblekit.probes.selection import select_winner
+from marblekit.probes.separation import SeparationSettings
 from marblekit.probes.tasks import Dataset, Task, get_task
 
 SEPARATION_MODE = "sequential"
@@ -27,10 +28,10 @@ class ProbeRequest:
     out: Path
     mode: str | None = None
     workers: int = 0
-    seed: int = grid.SEED
+    seed: int = types.SEED
     device: str | None = None
     max_epochs: int | None = None
-    learning_rates: tuple[float, ...] = grid.LEARNING_RATES
+    learning_rates: tuple[float, ...] = types.LEARNING_RATES
     separation: SeparationSettings = dataclasses.field(default_factory=SeparationSettings)
     memory_gb: float | None = None  # features in RAM at most; None: half the available memory
     scratch: Path | None = None  # where features over the budget are memory-mapped; None: the temp folder
@@ -40,28 +41,28 @@ class ProbeRequest:
 class Trained:
     """What either trainer hands back for the report."""
 
-    results: list[grid.ProbeResult]
+    results: list[types.ProbeResult]
     monitor: str
-    schedule: grid.Schedule
+    schedule: types.Schedule
     mode: str
     items: dict[str, int]
     seconds: float
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _with_epochs(schedule: grid.Schedule, max_epochs: int | None) -> grid.Schedule:
+def _with_epochs(schedule: types.Schedule, max_epochs: int | None) -> types.Schedule:
     return dataclasses.replace(schedule, max_epochs=max_epochs) if max_epochs else schedule
 
 
 def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: Any, budget: MemoryBudget,
                 progress: bool) -> Trained:
     """The MLP grid of every non-separation task."""
-    mode = request.mode or grid.default_mode()
+    mode = request.mode or scheduling.default_mode()
     data = probe_data(task, dataset, features, str(request.store), budget, mode != "vectorised", progress)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
-    configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
+    configs = types.probe_grid(data.n_hidden_states, request.learning_rates)
     started = time.perf_counter()
-    results = grid.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress,
+    results = scheduling.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress,
                             budget.bytes)
     items = {"train": data.train.n_items, "valid": data.valid.n_items, "test": data.test.n_items}
     return Trained(results, data.evaluator.monitor, data.schedule, mode, items, time.perf_counter() - started)
@@ -76,7 +77,7 @@ def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, featu
     data = separation_data(task, dataset, features, request.data, str(request.store), budget, progress)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
     settings = request.separation
-    configs = grid.probe_grid(data.n_hidden_states, request.learning_rates)
+    configs = types.probe_grid(data.n_hidden_states, request.learning_rates)
     started = time.perf_counter()
     results = separation.run_separation_grid(data, configs, settings, request.seed, request.device, progress)
     items = {split: len(tracks) for split, tracks in data.splits.items()}
@@ -92,7 +93,7 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
         dataset = task.load(request.data)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err} (--data for {task.name}: {task.data_help})") from err
-    features = read_store(request.store, task.extraction.level)
+    features = read_store(request.store, task.features.level)
     train = _train_separation if task.kind == "separation" else _train_grid
     if request.scratch is not None:
         request.scratch.mkdir(parents=True, exist_ok=True)
@@ -102,10 +103,10 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
             budget = dataclasses.replace(budget, bytes=int(request.memory_gb * 1e9))
         trained = train(request, task, dataset, features, budget, progress)
     results = trained.results
-    winner = grid.select_winner(results, trained.monitor)
+    winner = select_winner(results, trained.monitor)
     report = {
         "task": task.name, "kind": task.kind, "monitor": trained.monitor, "outputs": list(dataset.outputs),
-        "store": str(request.store), "store_metadata": features.attrs, "data": str(request.data),
+        "store": str(request.store), "store_metadata": features.attrs.to_json(), "data": str(request.data),
         "schedule": dataclasses.asdict(trained.schedule), "mode": trained.mode, "workers": request.workers,
         "seed": request.seed, "learning_rates": list(request.learning_rates), "memory_bytes": budget.bytes,
         "train_seconds": round(trained.seconds, 2), "items": trained.items,

@@ -1,7 +1,7 @@
 """Separation probing: a mask head (``separation_head``) per grid point and target stem, trained one after
 another. Each model is an LSTM over thousands of frames, too large to stack like the MLP grid, so the grid
 over layer choices x learning rates runs sequentially (cost: stems x layer choices x learning rates
-models; restrict ``--learning-rates`` and shrink ``Settings`` for quick CPU runs).
+models; restrict ``--learning-rates`` and shrink ``SeparationSettings`` for quick CPU runs).
 
 Training follows MARBLE's MUSDB18 prober on pre-extracted features: random chunks of ``chunk_s`` seconds
 of the real tracks, ``samples_per_track`` per train track and epoch (the reference's random track
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from marblekit.probes.grid import ProbeConfig, ProbeResult
+from marblekit.probes.types import ProbeConfig, ProbeResult
 from marblekit.probes.metrics import global_sdr
 from marblekit.probes.separation_data import SeparationData, Track
 
@@ -32,7 +32,7 @@ MONITOR = "sdr"
 
 
 @dataclass(frozen=True)
-class Settings:
+class SeparationSettings:
     """Model and data sizes; the defaults are the reference's (batch 32 from its launcher)."""
 
     hidden: int = 512
@@ -69,7 +69,7 @@ def input_layers(config: ProbeConfig, n_hidden_states: int) -> np.ndarray:
     return np.array([config.layer]) if config.layer is not None else np.arange(1, n_hidden_states)
 
 
-def chunk_frames(data: SeparationData, settings: Settings) -> int:
+def chunk_frames(data: SeparationData, settings: SeparationSettings) -> int:
     """Frames per training chunk: ``chunk_s`` at the frame rate, at most the shortest train track."""
     rate = data.sample_rate / data.spectrogram.hop
     return min(max(1, round(settings.chunk_s * rate)), min(t.n_frames for t in data.splits["train"]))
@@ -79,7 +79,7 @@ class StemTrainer:
     """Trains and scores one mask head for one stem and grid point."""
 
     def __init__(self, data: SeparationData, stem_waves: dict[str, list[np.ndarray]], config: ProbeConfig,
-                 settings: Settings, seed: int, device: str) -> None:
+                 settings: SeparationSettings, seed: int, device: str) -> None:
         import torch
 
         from marblekit.probes.separation_head import MaskHead
@@ -183,7 +183,7 @@ def summarise(config: ProbeConfig, runs: dict[str, StemRun]) -> SeparationResult
                             valid=valid, test=test, stems={s: vars(r) for s, r in runs.items()})
 
 
-def run_separation_grid(data: SeparationData, configs: list[ProbeConfig], settings: Settings, seed: int,
+def run_separation_grid(data: SeparationData, configs: list[ProbeConfig], settings: SeparationSettings, seed: int,
                         device: str | None = None, progress: bool = True) -> list[SeparationResult]:
     """Every (stem, grid point) model in turn, stem by stem so that one stem's audio is in memory at a
     time; results in ``configs`` order."""

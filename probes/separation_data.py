@@ -20,8 +20,10 @@ import numpy as np
 from marblekit.probes.assemble import track_index
 from marblekit.probes.features import StoreFeatures
 from marblekit.probes.matrix import MemoryBudget, load_rows
-from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import SPLITS, Dataset, Item, Task
+from marblekit.probes.types import Schedule
+from marblekit.core.store_layout import StoreAttrs
+from marblekit.core.task_format import SPLITS
+from marblekit.probes.tasks.base import Dataset, Item, Task
 
 N_FFT = 2048
 
@@ -34,9 +36,9 @@ class Spectrogram:
     hop: int
 
     @classmethod
-    def for_store(cls, attrs: dict[str, Any], source: str) -> Spectrogram:
+    def for_store(cls, attrs: StoreAttrs, source: str) -> Spectrogram:
         """hop = sample_rate / frame_rate, which must be a whole number of samples."""
-        hop = float(attrs["sample_rate"]) / float(attrs["frame_rate"])
+        hop = float(attrs.sample_rate) / float(attrs.frame_rate)
         if abs(hop - round(hop)) > 1e-6:
             raise ValueError(f"store {source}: sample_rate / frame_rate = {hop} is not a whole number of samples, "
                              "so STFT frames cannot be aligned to the backbone's frames")
@@ -138,9 +140,9 @@ def separation_data(task: Task, dataset: Dataset, features: StoreFeatures, root:
                     budget: MemoryBudget | None = None, progress: bool = False) -> SeparationData:
     """Join the dataset's tracks to the store's frames, read once within ``budget``; refuses a store whose
     extraction differs."""
-    task.extraction.check(features.attrs, features.level, source)
+    task.features.check(features.attrs, features.level, source)
     spectrogram = Spectrogram.for_store(features.attrs, source)
-    sample_rate = int(features.attrs["sample_rate"])
+    sample_rate = int(features.attrs.sample_rate)
     index = track_index(task, dataset, features, source)
     track_rows = features.track_rows
     splits: dict[str, list[Track]] = {split: [] for split in SPLITS}

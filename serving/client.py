@@ -8,7 +8,6 @@ Triton engine is this client with a retry policy.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -17,13 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-INPUT_NAME = "waveform"
-#: The config parameters ``marblekit export`` writes and every client needs.
-MARBLEKIT_PARAMETERS = ("marblekit_backbone", "marblekit_spec", "marblekit_provenance", "precision", "onnx_sha256",
-                        "min_samples", "max_samples")
+from marblekit.core.served_model import INPUT, POOLED, ServedModel, served_model
 
 
 class ServingError(RuntimeError):
@@ -55,42 +50,6 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""
         return min(self.first_delay_s * 2 ** (attempt - 1), self.max_delay_s) * random.uniform(0.5, 1.0)
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """What a served model expects and returns, read from its Triton config (written by ``marblekit export``)."""
-
-    name: str
-    backbone: str
-    sample_rate: int
-    min_samples: int
-    max_samples: int
-    max_batch_size: int
-    precision: str
-    onnx_sha256: str
-    outputs: dict[str, tuple[str, tuple[int, ...]]]  # name -> (Triton dtype, dims without the batch axis)
-    spec: dict[str, object]
-    provenance: dict[str, object]
-
-
-def served_model(config: mc.ModelConfig) -> ServedModel:
-    """Parse the marblekit parameters of a model config (as returned by ``get_model_config``, or read from
-    ``config.pbtxt``); a config without them is refused with a ValueError naming what it lacks."""
-    params = {key: value.string_value for key, value in config.parameters.items()}
-    missing = set(MARBLEKIT_PARAMETERS) - set(params)
-    if missing:
-        raise ValueError(f"model {config.name!r} was not exported by marblekit: its config lacks the "
-                         f"parameters {', '.join(sorted(missing))}")
-    spec = json.loads(params["marblekit_spec"])
-    return ServedModel(
-        name=config.name, backbone=params["marblekit_backbone"], sample_rate=int(spec["sample_rate"]),
-        min_samples=int(params["min_samples"]), max_samples=int(params["max_samples"]),
-        max_batch_size=config.max_batch_size, precision=params["precision"], onnx_sha256=params["onnx_sha256"],
-        outputs={out.name: (mc.DataType.Name(out.data_type).removeprefix("TYPE_"), tuple(out.dims))
-                 for out in config.output},
-        spec=spec, provenance=json.loads(params["marblekit_provenance"]),
-    )
 
 
 def translate_error(err: InferenceServerException, url: str, model: str, timeout: float) -> ServingError:
@@ -140,7 +99,7 @@ class ModelClient:
             self._served = served_model(response.config)
         return self._served
 
-    def infer(self, waveforms: np.ndarray, outputs: Sequence[str] = ("pooled",),
+    def infer(self, waveforms: np.ndarray, outputs: Sequence[str] = (POOLED,),
               request_id: str = "") -> dict[str, np.ndarray]:
         """Run ``waveforms`` [batch, samples] (float32 at the model's rate); only ``outputs`` come back.
 
@@ -148,7 +107,7 @@ class ModelClient:
         RETRYABLE errors are retried as ``self.retry`` says; the last one is raised, saying how many failed.
         """
         array = np.ascontiguousarray(waveforms)
-        request = grpcclient.InferInput(INPUT_NAME, list(array.shape), np_to_triton_dtype(array.dtype))
+        request = grpcclient.InferInput(INPUT, list(array.shape), np_to_triton_dtype(array.dtype))
         request.set_data_from_numpy(array)
         wanted = [grpcclient.InferRequestedOutput(name) for name in outputs]
         attempt = 1

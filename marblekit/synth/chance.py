@@ -17,7 +17,7 @@ from typing import Any
 import mir_eval
 import numpy as np
 
-from marblekit.synth.manifest import KINDS
+from marblekit.core.task_format import KINDS
 
 
 def _by_split(records: list[dict[str, Any]], split: str) -> list[Any]:

@@ -3,6 +3,7 @@ random, at a random tempo. Scored like GiantSteps with mir_eval's weighted score
 
 from __future__ import annotations
 
+from marblekit.core.keys import KEY_NAMES
 from marblekit.synth import arrangement, theory
 from marblekit.synth.midi import Part
 from marblekit.synth.plan import MIX, ItemSpec, Size, TaskPlan, balanced_labels, item_rng, split_sequence, task_rng
@@ -11,11 +12,11 @@ SIZES = {"tiny": Size(36, 8.0), "small": Size(120, 8.0), "full": Size(1200, 30.0
 
 
 def key_task(seed: int, scale: str) -> TaskPlan:
-    """Songs labelled with their key (class index into ``theory.KEYS``)."""
+    """Songs labelled with their key (class index into ``marblekit.core.keys.KEY_NAMES``)."""
     name, size = "synth-key", SIZES[scale]
     rng = task_rng(seed, name)
     splits = split_sequence(rng, size.items)
-    labels = balanced_labels(rng, splits, len(theory.KEYS))
+    labels = balanced_labels(rng, splits, len(KEY_NAMES))
     items = []
     for index, (split, label) in enumerate(zip(splits, labels)):
         item = item_rng(seed, name, index)
@@ -33,7 +34,7 @@ def key_task(seed: int, scale: str) -> TaskPlan:
             parts.append(arrangement.drum_part(item, song))
         items.append(ItemSpec(f"key-{index:05d}", split, f"song-{index:05d}", label, size.seconds, {MIX: parts},
                               _meta(bpm, parts)))
-    return TaskPlan(name, "key", "weighted_score", items, classes=list(theory.KEYS))
+    return TaskPlan(name, "key", "weighted_score", items, classes=list(KEY_NAMES))
 
 
 def _meta(bpm: float, parts: list[Part]) -> dict:

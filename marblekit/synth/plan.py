@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from marblekit.core.task_format import SPLITS
 from marblekit.synth.midi import Part
 
 #: bumped whenever a change alters what a given seed renders
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: MARBLE's key and pitch-class spelling (flats)
 SCALES = ("tiny", "small", "full")
-SPLITS = ("train", "valid", "test")
 _SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 #: the stem of single-stream items
 MIX = "mix"

@@ -15,10 +15,10 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
+from marblekit.core.task_format import SPLITS, TASK_FILE, write_task
 from marblekit.synth.chance import chance_levels
 from marblekit.synth.fluid import SAMPLE_RATE, Renderer
-from marblekit.synth.manifest import TASK_FILE, write_task
-from marblekit.synth.plan import GENERATOR_VERSION, SPLITS, ItemSpec, TaskPlan
+from marblekit.synth.plan import GENERATOR_VERSION, ItemSpec, TaskPlan
 
 log = logging.getLogger(__name__)
 _PEAK = 10 ** (-1 / 20)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from marblekit.core.keys import TONICS
+
 #: NSynth's eleven instrument families as General MIDI programs, with a MIDI key range each family sounds well in
 FAMILIES: dict[str, tuple[tuple[int, ...], tuple[int, int]]] = {
     "keyboard": (tuple(range(0, 8)), (36, 96)),
@@ -19,9 +21,6 @@ FAMILIES: dict[str, tuple[tuple[int, ...], tuple[int, int]]] = {
 #: programs whose range is narrower than their family's (violin, contrabass, tuba, baritone sax, ocarina):
 #: FluidR3_GM and TimGM6mb have no samples, or silence, beyond these keys
 PROGRAM_RANGES: dict[int, tuple[int, int]] = {40: (55, 93), 43: (28, 55), 58: (40, 72), 67: (46, 72), 78: (60, 78)}
-PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-#: the 24 key classes in mir_eval's spelling: 12 major keys from C, then 12 minor keys from C
-KEYS = tuple(f"{name} major" for name in PITCH_CLASSES) + tuple(f"{name} minor" for name in PITCH_CLASSES)
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
 #: chord progressions as scale degrees (1 = tonic); each starts on the tonic
@@ -46,12 +45,7 @@ def playable_range(program: int) -> tuple[int, int]:
 
 def note_name(pitch: int) -> str:
     """Scientific pitch name of a MIDI key, e.g. 60 -> C4."""
-    return f"{PITCH_CLASSES[pitch % 12]}{pitch // 12 - 1}"
-
-
-def key_class(tonic: int, minor: bool) -> int:
-    """Index into ``KEYS`` of a tonic pitch class and mode."""
-    return tonic % 12 + (12 if minor else 0)
+    return f"{TONICS[pitch % 12]}{pitch // 12 - 1}"
 
 
 def scale(tonic: int, minor: bool) -> tuple[int, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from marblekit.probes.tasks import emomusic, giantsteps, gtzan, musdb, nsynth, synthetic, tagging, vocalset
-from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task
+from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -19,4 +19,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Dataset", "Extraction", "Item", "Task", "get_task"]
+__all__ = ["TASKS", "Dataset", "FeatureNeeds", "Item", "Task", "get_task"]

@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from marblekit.probes.grid import Schedule
-
-KINDS = ("multiclass", "multilabel", "regression", "key", "beat", "separation")
-SPLITS = ("train", "valid", "test")
+from marblekit.core.store_layout import StoreAttrs
+from marblekit.core.task_format import SPLITS
+from marblekit.probes.types import Schedule
 
 
 @dataclass(frozen=True)
-class Extraction:
+class FeatureNeeds:
     """The features a task needs. ``window_s`` / ``hop_s``: non-overlapping windows; the default 30 s window
     holds a whole clip of the clip-level datasets (MARBLE runs them in one pass, and its MERT-v0/music2vec
     configs use 30 s windows to the same effect). ``crop_s``: only the first seconds are used. ``level``:
@@ -35,13 +34,13 @@ class Extraction:
     crop_s: float | None = None
     full_windows_only: bool = False
 
-    def check(self, attrs: dict[str, Any], level: str, source: str) -> None:
+    def check(self, attrs: StoreAttrs, level: str, source: str) -> None:
         """Refuse a store whose extraction differs from this one, saying what differs."""
         problems = []
         if level != self.level:
             problems.append(f"it holds {level} features but the task needs {self.level} features")
         for key in ("window_s", "hop_s", "crop_s"):
-            want, got = getattr(self, key), attrs.get(key)
+            want, got = getattr(self, key), getattr(attrs, key)
             if (want is None) != (got is None) or (want is not None and abs(float(got) - want) > 1e-6):
                 problems.append(f"{key} is {got} but the task needs {want}")
         if problems:
@@ -84,7 +83,7 @@ class Task(ABC):
     name: str
     kind: str
     schedule: Schedule
-    extraction: Extraction
+    features: FeatureNeeds
     monitor: str
     data_help: str
 

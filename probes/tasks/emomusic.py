@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, hash_slot, require_file, zscore_on_development
+from marblekit.probes.types import Schedule
+from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, hash_slot, require_file, zscore_on_development
 
 SLOTS = ("train",) * 8 + ("valid",) * 2
 OUTPUTS = ("arousal", "valence")
@@ -48,5 +48,5 @@ class Emomusic(Task):
 
 
 EMO = Emomusic("emomusic", "regression", Schedule("mse", 100, 5, 20),
-               Extraction(window_s=5.0, hop_s=5.0, crop_s=30.0), "r2",
+               FeatureNeeds(window_s=5.0, hop_s=5.0, crop_s=30.0), "r2",
                "Emomusic folder with songs_info.csv, static_annotations.csv and clips_45seconds/")

@@ -13,25 +13,14 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from marblekit.probes.grid import Schedule
-from marblekit.probes.metrics import KEY_NAMES
-from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, hash_slot, require_dir, require_file
+from marblekit.probes.types import Schedule
+from marblekit.core.keys import KEY_NAMES, parse_key
+from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, hash_slot, require_dir, require_file
 
 TRAIN_REPO = "giantsteps-mtg-key-dataset"
 TEST_REPO = "giantsteps-key-dataset"
-SHARP_TO_FLAT = {"C#": "Db", "D#": "Eb", "F#": "Gb", "G#": "Ab", "A#": "Bb"}
 #: hash slots: 100 train then 16 valid (an 80/20 target by song count)
 SLOTS = ("train",) * 100 + ("valid",) * 16
-
-
-def key_class(text: str) -> int:
-    """'F# minor' / 'f# minor' -> MARBLE's class index (flats; major 0-11, minor 12-23)."""
-    tonic, mode = text.split()[:2]
-    tonic = tonic[0].upper() + tonic[1:]
-    name = f"{SHARP_TO_FLAT.get(tonic, tonic)} {mode.lower()}"
-    if name not in KEY_NAMES:
-        raise ValueError(f"unknown key {text!r}")
-    return KEY_NAMES.index(name)
 
 
 def _artists(row: dict[str, str]) -> list[str]:
@@ -77,13 +66,13 @@ class GiantStepsKey(Task):
             if int(row["C"]) != 2 or "/" in row["MANUAL KEY"]:
                 continue  # low confidence or several keys
             split = splits[_artists(metadata[song])[0]]
-            items.append(Item(f"{TRAIN_REPO}/audio/{song}.LOFI.mp3", split, key_class(row["MANUAL KEY"]), str(song)))
+            items.append(Item(f"{TRAIN_REPO}/audio/{song}.LOFI.mp3", split, parse_key(row["MANUAL KEY"]), str(song)))
         for song in _ids(test_repo):
             key = require_file(test_repo / "annotations" / "key" / f"{song}.LOFI.key", "a GiantSteps key file")
-            items.append(Item(f"{TEST_REPO}/audio/{song}.LOFI.mp3", "test", key_class(key.read_text()), str(song)))
+            items.append(Item(f"{TEST_REPO}/audio/{song}.LOFI.mp3", "test", parse_key(key.read_text()), str(song)))
         return Dataset(items, KEY_NAMES)
 
 
 KEY = GiantStepsKey("giantsteps-key", "key", Schedule("ce", 100, 5, 20),
-                    Extraction(window_s=30.0, hop_s=30.0, full_windows_only=True), "best_ensemble_score",
+                    FeatureNeeds(window_s=30.0, hop_s=30.0, full_windows_only=True), "best_ensemble_score",
                     "folder holding giantsteps-mtg-key-dataset/ and giantsteps-key-dataset/ with audio/")

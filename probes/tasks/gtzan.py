@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import SPLITS, Dataset, Extraction, Item, Task, require_dir, require_file
+from marblekit.probes.types import Schedule
+from marblekit.core.task_format import SPLITS
+from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_dir, require_file
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 DROPPED = {"jazz/jazz.00054.wav"}
@@ -60,9 +61,9 @@ class GTZANBeat(Task):
         return Dataset(items, ("no beat", "beat"))
 
 
-GENRE = GTZANGenre("gtzan-genre", "multiclass", Schedule("ce", 100, 6, 20), Extraction(), "acc",
+GENRE = GTZANGenre("gtzan-genre", "multiclass", Schedule("ce", 100, 6, 20), FeatureNeeds(), "acc",
                    "GTZAN folder with genres/<genre>/*.wav")
 # The reference trains on random 10 s crops of audio run through the backbone on the fly; stored features
 # are whole clips, so marblekit trains on the whole clip's frames (the rest of the protocol is unchanged).
-BEAT = GTZANBeat("gtzan-beat", "beat", Schedule("ce", 100, 6, 20), Extraction(level="frames"), "beat_f",
+BEAT = GTZANBeat("gtzan-beat", "beat", Schedule("ce", 100, 6, 20), FeatureNeeds(level="frames"), "beat_f",
                  "GTZAN folder with genres/ and GTZAN-Rhythm_v2_ismir2015_lbd/")

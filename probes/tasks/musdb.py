@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import SPLITS, Dataset, Extraction, Item, Task, require_dir, require_file
+from marblekit.probes.types import Schedule
+from marblekit.core.task_format import SPLITS
+from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_dir, require_file
 
 STEMS = ("vocals", "drums", "bass", "other")
 
@@ -29,5 +30,5 @@ class MUSDB18(Task):
         return Dataset(items, STEMS)
 
 
-SEPARATION = MUSDB18("musdb18", "separation", Schedule("mse", 50, 2, 5), Extraction(level="frames"), "sdr",
+SEPARATION = MUSDB18("musdb18", "separation", Schedule("mse", 50, 2, 5), FeatureNeeds(level="frames"), "sdr",
                      "MUSDB18 wav folder with train/, valid/ and test/ track folders")

@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import SPLITS, Dataset, Extraction, Item, Task, require_file
+from marblekit.probes.types import Schedule
+from marblekit.core.task_format import SPLITS
+from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_file
 
 FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead",
             "vocal")
@@ -35,5 +36,5 @@ class NSynth(Task):
 
 _SCHEDULE = Schedule("ce", 50, 3, 10)
 _HELP = "NSynth folder with nsynth-data/nsynth-{train,valid,test}/"
-PITCH = NSynth("nsynth-pitch", "multiclass", _SCHEDULE, Extraction(), "acc", _HELP, "pitch")
-INSTRUMENT = NSynth("nsynth-instrument", "multiclass", _SCHEDULE, Extraction(), "acc", _HELP, "instrument")
+PITCH = NSynth("nsynth-pitch", "multiclass", _SCHEDULE, FeatureNeeds(), "acc", _HELP, "pitch")
+INSTRUMENT = NSynth("nsynth-instrument", "multiclass", _SCHEDULE, FeatureNeeds(), "acc", _HELP, "instrument")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, require_file
+from marblekit.probes.types import Schedule
+from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_file
 
 MTT_CORRUPT = {
     "6/norine_braun-now_and_zen-08-gently-117-146.mp3",
@@ -79,9 +79,9 @@ class MTGJamendo(Task):
 
 
 _TAGGING = Schedule("bce", 100, 3, 10)
-MTT = MagnaTagATune("mtt", "multilabel", _TAGGING, Extraction(), "aucroc",
+MTT = MagnaTagATune("mtt", "multilabel", _TAGGING, FeatureNeeds(), "aucroc",
                     "MagnaTagATune folder with annotations_final.csv and mp3/")
-_MTG_WINDOWS = Extraction(window_s=30.0, hop_s=30.0)
+_MTG_WINDOWS = FeatureNeeds(window_s=30.0, hop_s=30.0)
 _MTG_HELP = "folder holding your mtg-jamendo-dataset clone and audio-low/"
 MTG = {name: MTGJamendo(f"mtg-{name}", "multilabel", _TAGGING, _MTG_WINDOWS, "aucroc", _MTG_HELP, subset)
        for name, subset in (("top50", "top50tags"), ("genre", "genre"), ("instrument", "instrument"),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marblekit.probes.grid import Schedule
-from marblekit.probes.tasks.base import Dataset, Extraction, Item, Task, require_dir
+from marblekit.probes.types import Schedule
+from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_dir
 
 SEED = 42617
 TECHNIQUES = ("belt", "breathy", "inhaled", "lip_trill", "spoken", "straight", "trill", "trillo", "vibrato",
@@ -75,5 +75,5 @@ class VocalSet(Task):
 
 
 _HELP = "VocalSet folder with audio/<technique>/*_NN.wav 3 s chunks"
-TECHNIQUE = VocalSet("vocalset-technique", "multiclass", Schedule("ce", 100, 5, 10), Extraction(), "acc", _HELP)
-SINGER = VocalSet("vocalset-singer", "multiclass", Schedule("ce", 100, 5, 20), Extraction(), "acc", _HELP, "singer")
+TECHNIQUE = VocalSet("vocalset-technique", "multiclass", Schedule("ce", 100, 5, 10), FeatureNeeds(), "acc", _HELP)
+SINGER = VocalSet("vocalset-singer", "multiclass", Schedule("ce", 100, 5, 20), FeatureNeeds(), "acc", _HELP, "singer")

@@ -1,0 +1,160 @@
+"""The extractor's API: an :class:`ExtractRequest` in, a :class:`Summary` out.
+
+``extract`` checks the request against the model it will run (window length, batch size, layers), opens or
+resumes the store and runs this process's shard of the catalog. The CLI, the demo, the benchmarks and the
+tests all come through here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from marblekit.core.served_model import ServedModel
+from marblekit.core.store_layout import StoreAttrs, StoreReader
+
+from .audio import Preparation
+from .catalog import load_catalog
+from .engine import Engine
+from .job import ExtractionJob, JobSettings, Summary
+from .progress import Progress
+from .store import Store
+from .windows import MIN_WINDOW_S, Windowing
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    """One extraction: ``catalog`` (a folder or a .csv/.jsonl manifest) through ``model`` into ``store``.
+
+    ``server`` is a Triton gRPC endpoint (``host:port``); without it the model runs in this process from
+    ``repo`` (onnxruntime). ``hop_s`` None: the window length. ``frame_layers`` None with ``frames``: every
+    hidden state. ``shard``: (I, N) processes blocks k with k % N == I.
+    """
+
+    catalog: Path
+    model: str
+    store: Path
+    server: str | None = None
+    repo: Path = Path("model_repository")
+    window_s: float = 30.0
+    hop_s: float | None = None
+    crop_s: float | None = None
+    frames: bool = False
+    frame_layers: tuple[int, ...] | None = None
+    shard: tuple[int, int] = (0, 1)
+    workers: int | None = None  # decoding processes; None: min(4, cores)
+    batch: int = 8
+    in_flight: int = 4
+    deadline_s: float = 120.0
+    block_tracks: int = 64
+    root: Path | None = None
+    progress: bool = True
+
+    def check(self) -> None:
+        """Refuse values no model could accept, naming the flag."""
+        for flag, value in (("--workers", self.decoders), ("--batch", self.batch), ("--in-flight", self.in_flight),
+                            ("--block-tracks", self.block_tracks)):
+            if value < 1:
+                raise ValueError(f"{flag} must be at least 1, got {value}")
+        index, count = self.shard
+        if not (count >= 1 and 0 <= index < count):
+            raise ValueError(f"--shard {index}/{count}: need 0 <= I < N")
+        if self.crop_s is not None and self.crop_s <= 0:
+            raise ValueError(f"--crop must be positive, got {self.crop_s:g}")
+
+    @property
+    def decoders(self) -> int:
+        return self.workers if self.workers is not None else min(4, os.cpu_count() or 1)
+
+    @property
+    def windowing(self) -> Windowing:
+        return Windowing(self.window_s, self.hop_s if self.hop_s is not None else self.window_s)
+
+
+def extract(request: ExtractRequest) -> Summary:
+    """Run this process's shard of the extraction the request describes and return its summary."""
+    request.check()
+    windowing = request.windowing
+    entries = load_catalog(request.catalog, request.root)
+    if not entries:
+        raise ValueError(f"catalog {request.catalog} lists no audio files")
+    engine = open_engine(request)
+    try:
+        info = engine.info
+        check_model(request, info)
+        frame_layers = checked_layers(request.frame_layers, info.num_hidden_states) if request.frames else ()
+        settings = JobSettings(windowing, Preparation(info.sample_rate, info.normalize_input, request.crop_s),
+                               frame_layers, request.batch, request.decoders, request.shard)
+        store = Store(request.store, store_attrs(info, settings), [entry.id for entry in entries],
+                      request.block_tracks)
+        index, count = request.shard
+        planned = sum(len(store.block_range(k)) for k in range(index, store.num_blocks, count))
+        progress = Progress(planned, enabled=request.progress)
+        try:
+            return ExtractionJob(entries, store, engine, settings, progress).run()
+        finally:
+            progress.close()
+    finally:
+        engine.close()
+
+
+def open_engine(request: ExtractRequest) -> Engine:
+    """The engine the request asks for (imported lazily: the Triton client is not needed to run locally)."""
+    if request.server:
+        from .triton import TritonEngine
+
+        return TritonEngine(request.server, request.model, max_in_flight=request.in_flight,
+                            deadline_s=request.deadline_s)
+    from .engine import LocalEngine
+
+    return LocalEngine(request.repo, request.model)
+
+
+def check_model(request: ExtractRequest, info: ServedModel) -> None:
+    """The request's windows and batches must fit what the served model accepts."""
+    window = int(round(request.window_s * info.sample_rate))
+    if not info.min_samples <= window <= info.max_samples:
+        raise ValueError(f"--window {request.window_s:g} s is {window} samples; model {info.name!r} accepts "
+                         f"{info.min_samples} to {info.max_samples}")
+    if request.batch > info.max_batch:
+        raise ValueError(f"--batch {request.batch} exceeds model {info.name!r}'s max_batch_size {info.max_batch}")
+
+
+def checked_layers(layers: tuple[int, ...] | None, num_hidden_states: int) -> tuple[int, ...]:
+    """The frame layers to keep (every hidden state when None); each unique and in range."""
+    if layers is None:
+        return tuple(range(num_hidden_states))
+    bad = [layer for layer in layers if not 0 <= layer < num_hidden_states]
+    if bad or len(set(layers)) != len(layers):
+        raise ValueError(f"--layers {','.join(map(str, layers))}: each index must be unique and in "
+                         f"0..{num_hidden_states - 1}")
+    return tuple(layers)
+
+
+def store_attrs(info: ServedModel, settings: JobSettings) -> StoreAttrs:
+    """What the store records about its features: the served model's provenance and this run's settings."""
+    return StoreAttrs(
+        model=info.name, backbone=info.backbone, onnx_sha256=info.onnx_sha256, random_init=info.random_init,
+        precision=info.precision, sample_rate=info.sample_rate, frame_rate=info.frame_rate,
+        window_s=settings.windowing.window_s, hop_s=settings.windowing.hop_s, min_window_s=MIN_WINDOW_S,
+        crop_s=settings.preparation.crop_s, normalize_input=info.normalize_input,
+        layers=tuple(range(info.num_hidden_states)), frame_layers=settings.frame_layers, dim=info.dim,
+    )
+
+
+def render_summary(summary: Summary, store: Path) -> str:
+    """What a run did, its failures (the first 50) and the state of the whole store."""
+    speed = summary.audio_s / summary.wall_s if summary.wall_s else 0.0
+    lines = [f"extract: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped (already done), "
+             f"{summary.elsewhere} left to other processes; {summary.audio_s / 3600:.3f} audio-h in "
+             f"{summary.wall_s:.1f} s ({speed:.1f} audio-s/s)"]
+    lines += [f"  failed {track_id}: {error}" for track_id, error in summary.failures[:50]]
+    if len(summary.failures) > 50:
+        lines.append(f"  ... and {len(summary.failures) - 50} more (see track_error in the store)")
+    if summary.finalized:
+        done, failed = StoreReader(store).status_counts()
+        lines.append(f"store {store}: complete, {done} tracks done and {failed} failed in all")
+    else:
+        lines.append(f"store {store}: incomplete (blocks of other shards pending; rerun or wait for them)")
+    return "\n".join(lines)

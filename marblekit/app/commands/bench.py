@@ -1,0 +1,24 @@
+"""Benchmarks. Speed goals are met here, never in timed tests; every ratio is measured side by side in one run.
+
+  backbone MODEL   audio-seconds per second: transformers eager fp32 one window at a time (how the MARBLE
+                   reference extracts) vs onnxruntime batched, fp32 and dynamic INT8
+  serve MODEL      windows/s through the embedded Triton vs in-process onnxruntime on the same batches,
+                   pooled and full outputs, and the serving overhead
+  extract MODEL    audio-seconds per second: marblekit extract end to end vs the bare engine on the same
+                   windows vs a MARBLE-style loop; store bytes per audio-hour vs fp32 .npy
+  probe            the probe grid of a GTZAN-sized synthetic task: a reference-style sweep (one process
+                   per configuration, one .npy per item read every epoch) vs marblekit's per-layer,
+                   per-probe and vectorised modes; wall time, peak memory and the selected probe
+  probe-memory     a store larger than the memory budget (default MTG-sized, 24 GB) probed with
+                   --memory-gb: peak resident and anonymous memory against the store's size
+"""
+
+from __future__ import annotations
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "backbone": ("marblekit.app.bench.backbone", "reference eager loop vs onnxruntime fp32 / INT8"),
+    "serve": ("marblekit.app.bench.serve", "embedded Triton vs in-process onnxruntime, same batches"),
+    "extract": ("marblekit.app.bench.extract", "extractor end to end vs bare engine vs MARBLE-style loop"),
+    "probe": ("marblekit.app.bench.probe", "reference-style probe sweep vs marblekit's grid modes"),
+    "probe-memory": ("marblekit.app.bench.probe_memory", "probe a store larger than the memory budget"),
+}

@@ -1,0 +1,82 @@
+"""Extract features of a whole catalog into a Zarr v3 store, as MARBLE does: decode, mono, crop, resample,
+z-normalise the clip (when the backbone asks for it), non-overlapping windows (the last one kept at its true
+length when >= 1 s), time-mean of every hidden state per window. Resumable: the same command again skips
+finished blocks of tracks; several processes (--shard i/n) may write one store at once."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the extractor is imported when the command runs, not to build the parser
+    from marblekit.extractor.api import ExtractRequest
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("catalog", type=Path, metavar="CATALOG",
+                        help="a directory of audio files (recursive) or a .csv / .jsonl manifest with "
+                             "id, path and optional start, end (seconds)")
+    parser.add_argument("--model", required=True, help="model name in the repository / on the server")
+    parser.add_argument("--store", required=True, type=Path, help="Zarr v3 store directory to write or resume")
+    parser.add_argument("--root", type=Path,
+                        help="manifest paths are relative to this directory and must stay inside it "
+                             "(default: the manifest's directory, not enforced)")
+    transport = parser.add_mutually_exclusive_group(required=True)
+    transport.add_argument("--server", metavar="HOST:PORT", help="Triton gRPC endpoint")
+    transport.add_argument("--engine", choices=("local",), help="local: onnxruntime in this process, no server")
+    parser.add_argument("--repo", type=Path, default=Path("model_repository"),
+                        help="model repository for --engine local (default model_repository/)")
+    parser.add_argument("--window", type=float, default=30.0, help="window length in seconds (default 30)")
+    parser.add_argument("--hop", type=float, help="seconds between window starts (default: the window length)")
+    parser.add_argument("--crop", type=float, help="keep only the first CROP seconds of every track")
+    parser.add_argument("--frames", action="store_true", help="also store frame-level features (--layers)")
+    parser.add_argument("--layers", help="hidden-state indices stored with --frames, e.g. 0,6,12 (default all)")
+    parser.add_argument("--shard", default="0/1", metavar="I/N",
+                        help="process only blocks k with k %% N == I (default 0/1)")
+    parser.add_argument("--workers", type=int, help="decoding processes (default min(4, cores))")
+    parser.add_argument("--batch", type=int, default=8, help="full windows per request (default 8)")
+    parser.add_argument("--in-flight", type=int, default=4, help="Triton requests in flight (default 4)")
+    parser.add_argument("--deadline", type=float, default=120.0, help="seconds per Triton request (default 120)")
+    parser.add_argument("--block-tracks", type=int, default=64,
+                        help="tracks per block, the unit of work and of writing (default 64)")
+    parser.add_argument("--allow-failures", action="store_true",
+                        help="exit 0 even when some files could not be extracted")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like I/N (e.g. 0/2), got {text!r}") from None
+    return index, count
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--layers must be comma-separated integers, got {text!r}") from None
+
+
+def request_of(args: argparse.Namespace) -> "ExtractRequest":
+    """The typed request the flags describe."""
+    from marblekit.extractor.api import ExtractRequest
+
+    return ExtractRequest(
+        catalog=args.catalog, model=args.model, store=args.store, server=args.server, repo=args.repo,
+        window_s=args.window, hop_s=args.hop, crop_s=args.crop, frames=args.frames,
+        frame_layers=parse_layers(args.layers), shard=parse_shard(args.shard), workers=args.workers,
+        batch=args.batch, in_flight=args.in_flight, deadline_s=args.deadline, block_tracks=args.block_tracks,
+        root=args.root, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    from marblekit.extractor.api import extract, render_summary
+
+    summary = extract(request_of(args))
+    print(render_summary(summary, args.store))
+    return 1 if summary.failed and not args.allow_failures else 0

@@ -1,0 +1,165 @@
+"""The main job, end to end on the embedded default: audio in, Triton serving, Zarr stores, a MARBLE-style
+leaderboard out.
+
+  1. render the synthetic suite (FluidSynth; reused when already rendered with the same seed and scale);
+  2. export ``handcrafted`` and a MERT-shaped backbone (a local checkpoint, else seeded random weights,
+     labelled as such everywhere) into a Triton model repository;
+  3. start the embedded CPU Triton serving both;
+  4. extract every task's audio through Triton over gRPC into one store per (backbone, task), with the
+     windows and feature level the task declares (extraction resumes where a previous run stopped);
+  5. run the probe grid of every task on every store;
+  6. write and print the table across backbones and the per-layer plot, then shut Triton down.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from marblekit.core.backbones import BackboneSpec, get_backbone
+from marblekit.core.task_format import read_header
+from marblekit.export.pipeline import export_model
+from marblekit.extractor.api import ExtractRequest, extract, render_summary
+from marblekit.probes.report import write_report
+from marblekit.probes.run import ProbeRequest, run_probe
+from marblekit.probes.separation import SeparationSettings
+from marblekit.probes.tasks import get_task
+from marblekit.serving.embedded import EmbeddedTriton
+from marblekit.synth.fluid import Renderer
+from marblekit.synth.registry import TASKS as SYNTH_TASKS
+from marblekit.synth.suite import render_task
+
+HANDCRAFTED = "handcrafted"
+#: Source separation trains one LSTM model per stem and grid point, one after another: GPU work at MARBLE's
+#: sizes. The demo shows it at a size a 2-core machine finishes in about a minute per backbone.
+DEMO_SEPARATION = SeparationSettings(hidden=32, chunk_s=2.0, samples_per_track=4, batch_size=16)
+DEMO_SEPARATION_LEARNING_RATES = (1e-3,)
+DEMO_SEPARATION_EPOCHS = 5
+
+
+@dataclass
+class DemoSettings:
+    out: Path
+    scale: str = "small"
+    seed: int = 0
+    mert: str = "mert-v0"
+    mert_layers: int | None = None
+    checkpoint: Path | None = None
+    tasks: tuple[str, ...] = tuple(SYNTH_TASKS)
+    max_epochs: int | None = None
+    workers: int = 0
+    progress: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mert_spec(self) -> BackboneSpec:
+        spec = get_backbone(self.mert)
+        return spec.with_layers(self.mert_layers) if self.mert_layers else spec
+
+    @property
+    def backbones(self) -> tuple[str, str]:
+        return HANDCRAFTED, self.mert_spec.name
+
+
+def announce(message: str) -> float:
+    print(f"\n== demo: {message}", flush=True)
+    return time.perf_counter()
+
+
+def rendered(folder: Path, seed: int, scale: str) -> bool:
+    """True when ``folder`` holds a complete render of the same seed and scale (renders are deterministic)."""
+    try:
+        header = read_header(folder)
+    except FileNotFoundError:
+        return False
+    return header.get("seed") == seed and header.get("scale") == scale
+
+
+def render_suite(settings: DemoSettings) -> Path:
+    suite = settings.out / "suite"
+    missing = [task for task in settings.tasks if not rendered(suite / task, settings.seed, settings.scale)]
+    if missing:
+        renderer = Renderer.locate()
+        for task in missing:
+            summary = render_task(SYNTH_TASKS[task](settings.seed, settings.scale), suite, renderer, settings.seed,
+                                  settings.scale, jobs=2, progress=settings.progress)
+            print(f"  {task}: {sum(summary.counts.values())} clips, {summary.audio_seconds / 60:.1f} min of audio")
+    print(f"  suite in {suite} ({len(settings.tasks) - len(missing)} task(s) reused)")
+    return suite
+
+
+def export_backbones(settings: DemoSettings) -> Path:
+    repo = settings.out / "model_repository"
+    export_model(get_backbone(HANDCRAFTED), repo)
+    mert = settings.mert_spec
+    report = export_model(mert, repo, checkpoint=settings.checkpoint, random_init=settings.checkpoint is None,
+                          seed=settings.seed)
+    print(report.summary())
+    if not report.parity_ok:
+        raise RuntimeError(f"{mert.name}: the exported graph failed its parity check")
+    if settings.checkpoint is None:
+        print(f"  NOTE: {mert.name} has seeded RANDOM weights (no --checkpoint): its scores show the "
+              f"machinery, not what MERT learned")
+    return repo
+
+
+def extract_all(settings: DemoSettings, suite: Path, url: str) -> dict[tuple[str, str], Path]:
+    stores = {}
+    for backbone in settings.backbones:
+        for task_name in settings.tasks:
+            needs = get_task(task_name).features
+            store = settings.out / "stores" / backbone / f"{task_name}.zarr"
+            request = ExtractRequest(suite / task_name / "manifest.jsonl", backbone, store, server=url,
+                                     window_s=needs.window_s, hop_s=needs.hop_s, crop_s=needs.crop_s,
+                                     frames=needs.level == "frames", progress=settings.progress)
+            print(f"  {backbone} / {task_name}", flush=True)
+            summary = extract(request)
+            print(render_summary(summary, store))
+            if summary.failed or not summary.finalized:
+                raise RuntimeError(f"extracting {task_name} with {backbone} failed; see the messages above")
+            stores[backbone, task_name] = store
+    return stores
+
+
+def probe_all(settings: DemoSettings, suite: Path, stores: dict[tuple[str, str], Path]) -> Path:
+    results = settings.out / "probes"
+    for (backbone, task_name), store in stores.items():
+        request = ProbeRequest(store, task_name, suite / task_name, results / backbone / task_name,
+                               workers=settings.workers, max_epochs=settings.max_epochs)
+        if get_task(task_name).kind == "separation":
+            request.separation = DEMO_SEPARATION
+            request.learning_rates = DEMO_SEPARATION_LEARNING_RATES
+            request.max_epochs = min(settings.max_epochs or DEMO_SEPARATION_EPOCHS, DEMO_SEPARATION_EPOCHS)
+        report = run_probe(request, progress=settings.progress)
+        winner = report["winner"]
+        print(f"  {backbone:>14} / {task_name:<18} {winner['config']['name']:<28} test {winner['test']['score']:.3f}")
+    return results
+
+
+def run_demo(settings: DemoSettings) -> str:
+    """Run every step; returns the leaderboard table (also in OUT/report/table.md, plot in layers.png)."""
+    started = time.perf_counter()
+    t = announce(f"1/5 synthetic suite ({settings.scale}, seed {settings.seed})")
+    suite = render_suite(settings)
+    settings.timings["synth"] = time.perf_counter() - t
+    t = announce(f"2/5 export {HANDCRAFTED} and {settings.mert_spec.name}")
+    repo = export_backbones(settings)
+    settings.timings["export"] = time.perf_counter() - t
+    t = announce("3/5 embedded Triton, extraction of every task through it")
+    with EmbeddedTriton(repo, list(settings.backbones), grpc_port=0, http_port=0, metrics_port=0,
+                        log_path=settings.out / "triton.log") as server:
+        print(f"  Triton ready: gRPC {server.grpc_url} (log {settings.out / 'triton.log'})")
+        stores = extract_all(settings, suite, server.grpc_url)
+    print("  Triton stopped")
+    settings.timings["extract"] = time.perf_counter() - t
+    t = announce("4/5 probe grids")
+    results = probe_all(settings, suite, stores)
+    settings.timings["probe"] = time.perf_counter() - t
+    announce("5/5 report")
+    text = write_report([results], settings.out / "report")
+    settings.timings["total"] = time.perf_counter() - started
+    print(text)
+    print(f"wrote {settings.out / 'report' / 'table.md'} and {settings.out / 'report' / 'layers.png'}")
+    print("time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in settings.timings.items()))
+    return text

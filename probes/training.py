@@ -1,0 +1,112 @@
+"""One group of stacked probes trained on its features: batches of 64 *items* whose windows (or frames) are
+flattened, one shuffled item order per epoch drawn from the seed and shared by every probe (every reference
+run uses the same seed, so they share it too), validation every epoch and a final evaluation of every
+probe's best state.
+
+On a CPU each probe's dropout masks come from its own seeded stream, so a probe's run is the same in any
+group and every mode gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from marblekit.probes.slabs import Slabs
+from marblekit.probes.stacked import ProbeGroup, SeededDropout
+from marblekit.probes.types import BATCH_ITEMS, DROPOUT, HIDDEN_UNITS, EvalSet, ProbeConfig, ProbeData, ProbeResult, TrainSet
+
+EVAL_CHUNK_ROWS = 4096
+
+
+def _batch_positions(train: TrainSet, items: np.ndarray) -> np.ndarray:
+    """Positions in ``train.rows`` / ``train.targets`` of these items' rows, in item order, windows
+    flattened (the reference's collate)."""
+    starts, ends = train.offsets[items], train.offsets[items + 1]
+    lengths = ends - starts
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + within
+
+
+def evaluate_outputs(group: ProbeGroup, features: Any, split: EvalSet) -> np.ndarray:
+    """Eval-mode outputs of every live probe: [P, n_items, C] pooled per item, or [P, rows, C]."""
+    n_out = group.params["w2"].shape[2]
+    chunks = []
+    with torch.no_grad():
+        pooled = torch.zeros(group.n_live, split.n_items, n_out, device=group.device)
+        for start in range(0, len(split.rows), EVAL_CHUNK_ROWS):
+            rows = split.rows[start:start + EVAL_CHUNK_ROWS]
+            x = features[:, torch.as_tensor(rows, device=features.device)].to(group.device).float()
+            out = group.forward(x, None)
+            if split.pool:
+                items = torch.as_tensor(split.row_item[start:start + EVAL_CHUNK_ROWS], device=group.device)
+                pooled.index_add_(1, items, out)
+            else:
+                chunks.append(out.cpu())
+    if not split.pool:
+        return torch.cat(chunks, dim=1).numpy().astype(np.float64)
+    counts = np.bincount(split.row_item, minlength=split.n_items)
+    if (counts == 0).any():
+        raise ValueError(f"{int((counts == 0).sum())} evaluation items have no feature rows")
+    return pooled.cpu().numpy().astype(np.float64) / counts[None, :, None]
+
+
+def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarray, seed: int,
+                device: str = "cpu", on_epoch: Callable[[int, int], None] | None = None,
+                slabs: Slabs | None = None) -> list[ProbeResult]:
+    """Train these probes stacked in one group; results come back in the order of ``configs``.
+
+    On a CPU every probe draws its dropout masks from its own seeded stream (``SeededDropout``), so a
+    probe's run does not depend on the group it trains in: every mode gives the same results. On a GPU one
+    device draw serves all probes (a per-probe stream would cost more than the step itself).
+    """
+    slabs = slabs or Slabs(data.features)
+    layers = slabs.layers_for(configs)
+    group = ProbeGroup(configs, probe_ids, data, seed, device, layers)
+    features = slabs.get(layers)
+    if device != "cpu":
+        features = features.to(device)
+    dropout_masks = SeededDropout(seed) if group.device.type == "cpu" else None
+    targets = torch.from_numpy(data.train.targets).to(device)
+    shuffle = np.random.default_rng(seed)
+    step = 0
+    for epoch in range(data.schedule.max_epochs):
+        if group.n_live == 0:
+            break
+        loss_sum = torch.zeros(group.n_live, dtype=torch.float64, device=device)
+        n_batches = 0
+        order = shuffle.permutation(data.train.n_items)
+        for start in range(0, data.train.n_items, BATCH_ITEMS):
+            positions = _batch_positions(data.train, order[start:start + BATCH_ITEMS])
+            rows = data.train.rows[positions]
+            x = features[:, torch.as_tensor(rows, device=features.device)].float()
+            if dropout_masks is not None:
+                keep = dropout_masks(group.ids[group.live], step, len(rows)).to(device)
+            else:
+                keep = torch.rand(group.n_live, len(rows), HIDDEN_UNITS, generator=group.generator,
+                                  device=device) >= DROPOUT
+            per_probe = group.loss(group.forward(x, keep), targets[torch.as_tensor(positions, device=device)])
+            per_probe.sum().backward()
+            group.adam_step()
+            loss_sum += per_probe.detach().double()
+            n_batches += 1
+            step += 1
+        metrics = data.evaluator(evaluate_outputs(group, features, data.valid), "valid")
+        group.end_epoch(metrics[data.evaluator.monitor], (loss_sum / n_batches).cpu().numpy())
+        if on_epoch is not None:
+            on_epoch(epoch + 1, group.n_live)
+    group.load_best()
+    valid = data.evaluator(evaluate_outputs(group, features, data.valid), "valid")
+    test = data.evaluator(evaluate_outputs(group, features, data.test), "test", valid)
+    results = {}
+    for position, config in enumerate(group.configs):
+        results[int(group.ids[position])] = ProbeResult(
+            config=config, epochs=int(group.epochs[position]), best_epoch=int(group.best_epoch[position]),
+            valid_curve=group.valid_curves[position], train_loss=group.loss_curves[position],
+            final_lr=float(group.final_lr[position]),
+            valid={k: float(v[position]) for k, v in valid.items()},
+            test={k: float(v[position]) for k, v in test.items()})
+    return [results[int(i)] for i in probe_ids]

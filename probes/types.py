@@ -1,0 +1,127 @@
+"""The MARBLE constrained grid's definitions, shared by the task definitions, the trainers and the report:
+the grid itself (every layer and the weighted sum x six learning rates), a task's schedule, the splits a grid
+trains and evaluates on, and what a probe run yields. No torch here: task definitions import these types,
+never the trainer.
+
+A probe is Linear(D, 512) -> ReLU -> Dropout(0.2) -> Linear(512, C) on one hidden state, or on the
+softmax-weighted sum of hidden states 1..L.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+LEARNING_RATES = (5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2)
+HIDDEN_UNITS = 512
+DROPOUT = 0.2
+BATCH_ITEMS = 64
+SEED = 1234  # every MARBLE reference run uses this seed
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """One grid point. ``layer`` None means the softmax-weighted sum over layers 1..L."""
+
+    layer: int | None
+    lr: float
+
+    @property
+    def name(self) -> str:
+        return f"{'all' if self.layer is None else f'layer {self.layer}'}, lr {self.lr:g}"
+
+
+def probe_grid(n_hidden_states: int, learning_rates: tuple[float, ...] = LEARNING_RATES) -> list[ProbeConfig]:
+    """Layers 0..L then the weighted sum, each with every learning rate (ascending).
+
+    This order is also the tie-break: among equal validation monitors the earliest probe wins, i.e. the
+    lowest layer, then the smallest learning rate, the weighted sum last.
+    """
+    layers: list[int | None] = [*range(n_hidden_states), None]
+    return [ProbeConfig(layer, lr) for layer in layers for lr in sorted(learning_rates)]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A task's training settings. ``loss``: 'ce' (int targets), 'bce' (0/1 multi-hot), 'mse'."""
+
+    loss: str
+    max_epochs: int
+    plateau_patience: int
+    stop_patience: int
+
+
+@dataclass
+class TrainSet:
+    """Training rows grouped by item: item i owns ``rows[offsets[i]:offsets[i+1]]`` of the feature array;
+    ``targets`` has one entry per row (the item's label repeated per window, or a per-frame label)."""
+
+    rows: np.ndarray
+    offsets: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        return len(self.offsets) - 1
+
+
+@dataclass
+class EvalSet:
+    """Evaluation rows. ``pool``: average the logits of an item's rows (MARBLE's scatter-mean) and hand
+    [P, n_items, C] to the evaluator; otherwise hand the row outputs [P, rows, C] (frame-wise tasks)."""
+
+    rows: np.ndarray
+    row_item: np.ndarray
+    n_items: int
+    pool: bool = True
+
+
+class Evaluator(Protocol):
+    """Scores outputs of every probe at once. Returns metric -> [P]; ``monitor`` names the selection
+    metric and ``score`` the task score. For the test split the validation metrics (at the same best
+    states) are passed, for metrics selected on validation (GiantSteps' ensemble)."""
+
+    monitor: str
+
+    def __call__(self, outputs: np.ndarray, split: str, valid: dict[str, np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class ProbeData:
+    """Everything a grid needs: layer-major fp16 features [L+1, rows, D] (in RAM or a read-only memory
+    map) and the three splits, whose rows index the features' second axis."""
+
+    features: np.ndarray
+    train: TrainSet
+    valid: EvalSet
+    test: EvalSet
+    n_outputs: int
+    schedule: Schedule
+    evaluator: Evaluator
+
+    @property
+    def n_hidden_states(self) -> int:
+        return self.features.shape[0]
+
+
+@dataclass
+class ProbeResult:
+    """One probe's run: per-epoch curves, its best epoch, and metrics at its best-validation state."""
+
+    config: ProbeConfig
+    epochs: int
+    best_epoch: int
+    valid_curve: list[float]
+    train_loss: list[float]
+    final_lr: float
+    valid: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["config"] = {"layer": self.config.layer, "lr": self.config.lr, "name": self.config.name}
+        return out

@@ -1,0 +1,63 @@
+"""The main job at tiny scale, through the real embedded Triton: the leaderboard has every synthetic task for
+both backbones, and the handcrafted features beat each task's recorded chance level where they carry the
+information."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from marblekit.app.cli import main
+from marblekit.serving.environment import environment_problem
+from marblekit.synth.fluid import Renderer
+from marblekit.synth.registry import TASKS
+
+MISSING = environment_problem()
+
+
+def soundfont_problem() -> str | None:
+    try:
+        Renderer.locate()
+    except (FileNotFoundError, RuntimeError) as err:
+        return str(err)
+    return None
+
+
+pytestmark = [pytest.mark.triton,
+              pytest.mark.skipif(MISSING is not None, reason=f"no serving environment: {MISSING}"),
+              pytest.mark.skipif(soundfont_problem() is not None, reason=f"no FluidSynth: {soundfont_problem()}")]
+
+#: Tasks whose labels the handcrafted layers encode well enough to show on the tiny suite's handful of test
+#: items (onsets for beats, spectra for instrument tags): the probe's test metric and the constant
+#: predictor's score recorded in task.json under that name. The small suite's figures are in the README.
+HANDCRAFTED_BEATS_CHANCE = {"synth-beat": ("beat_f", "f_measure"), "synth-tagging": ("aucroc", "roc_auc")}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--scale", "tiny", "--out", str(out), "--no-progress", "--max-epochs", "15"]) == 0
+    return out
+
+
+def test_leaderboard_has_every_task_for_both_backbones(demo: Path) -> None:
+    table = (demo / "report" / "table.md").read_text()
+    header, _, *rows = table.strip().splitlines()
+    assert all(task in header for task in TASKS)
+    backbones = [row.split("|")[1].strip() for row in rows]
+    assert backbones == ["handcrafted", "mert-v0-2l (random init)"]
+    assert (demo / "report" / "layers.png").stat().st_size > 10_000
+    for backbone in ("handcrafted", "mert-v0-2l"):
+        for task in TASKS:
+            results = json.loads((demo / "probes" / backbone / task / "results.json").read_text())
+            assert results["store_metadata"]["random_init"] is (backbone != "handcrafted")
+
+
+@pytest.mark.parametrize("task", HANDCRAFTED_BEATS_CHANCE)
+def test_handcrafted_beats_chance(demo: Path, task: str) -> None:
+    metric, chance_key = HANDCRAFTED_BEATS_CHANCE[task]
+    results = json.loads((demo / "probes" / "handcrafted" / task / "results.json").read_text())
+    chance = json.loads((demo / "suite" / task / "task.json").read_text())["chance"][chance_key]
+    assert results["winner"]["test"][metric] > chance + 0.1, (results["winner"], chance)

@@ -1,0 +1,94 @@
+"""``--engine local`` against a direct onnxruntime computation on independently prepared windows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import soundfile as sf
+import soxr
+from extract_helpers import MERT, extract_args, marble_windows, write_tone
+
+from marblekit.app.cli import main
+from marblekit.core.store_layout import DONE, open_pooled
+
+WINDOW_S = 2.0
+RATE = 24000  # MERT v1
+
+
+def reference(path: Path, start: float, end: float | None, session: ort.InferenceSession) -> list[dict]:
+    """MARBLE's recipe written out: read, crop at the file rate, mono, resample, z-normalise, window, run."""
+    data, rate = sf.read(path, dtype="float64", always_2d=True)
+    data = data[int(round(start * rate)):None if end is None else int(round(end * rate))]
+    clip = soxr.resample(data.mean(axis=1), rate, RATE)
+    clip = (clip - clip.mean()) / np.sqrt(clip.var() + 1e-7)
+    windows = []
+    for first, last in marble_windows(len(clip), RATE, WINDOW_S):
+        window = clip[None, first:last].astype(np.float32)
+        hidden, pooled = session.run(["hidden_states", "pooled"], {"waveform": window})
+        windows.append({"start": first / RATE, "length": (last - first) / RATE, "pooled": pooled[0],
+                        "hidden": hidden[0]})
+    return windows
+
+
+def test_local_store_equals_direct_onnxruntime(tmp_path: Path, model_repo: Path) -> None:
+    rows = [
+        {"id": "stereo-44k", "path": "a.wav"},
+        {"id": "cut-16k", "path": "b.flac", "start": 0.5, "end": 3.7},
+        {"id": "3ch-24k", "path": "c.wav"},
+    ]
+    write_tone(tmp_path / "a.wav", 7.3, rate=44100, channels=2, seed=1)
+    write_tone(tmp_path / "b.flac", 4.0, rate=16000, channels=1, seed=2)
+    write_tone(tmp_path / "c.wav", 2.6, rate=24000, channels=3, seed=3)
+    manifest = tmp_path / "catalog.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    store = tmp_path / "store.zarr"
+    args = extract_args(manifest, store, model_repo, MERT, "--window", str(WINDOW_S), "--batch", "3",
+                        "--frames", "--layers", "0,2", "--block-tracks", "2")
+    assert main(args) == 0
+
+    session = ort.InferenceSession(str(model_repo / MERT / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    view = open_pooled(store)
+    assert view.track_id.tolist() == [row["id"] for row in rows]
+    assert (view.track_status == DONE).all() and set(view.track_error.tolist()) == {""}
+    assert view.attrs.normalize_input is True and view.attrs.random_init is True
+    row = 0
+    for track, spec in enumerate(rows):
+        expected = reference(tmp_path / spec["path"], spec.get("start", 0.0), spec.get("end"), session)
+        assert (view.window_track == track).sum() == len(expected)
+        for window in expected:
+            assert view.window_track[row] == track
+            assert view.window_start[row] == window["start"] and view.window_length[row] == window["length"]
+            scale = np.abs(window["pooled"]).max()
+            np.testing.assert_allclose(view.pooled[row].astype(np.float32), window["pooled"], rtol=2e-3,
+                                       atol=2e-3 * scale)
+            frames = view.frames[view.frame_offsets[row]:view.frame_offsets[row + 1]]
+            np.testing.assert_allclose(frames.astype(np.float32), window["hidden"][[0, 2]].transpose(1, 0, 2),
+                                       rtol=2e-3, atol=2e-3 * np.abs(window["hidden"]).max())
+            row += 1
+        track_mean = np.mean([window["pooled"] for window in expected], axis=0)
+        np.testing.assert_allclose(view.track_pooled[track].astype(np.float32), track_mean, rtol=2e-3,
+                                   atol=2e-3 * np.abs(track_mean).max())
+    assert row == len(view.pooled) and view.frame_offsets[-1] == view.frames.shape[0]
+
+
+def test_extraction_never_imports_torch(tmp_path: Path, model_repo: Path) -> None:
+    write_tone(tmp_path / "cat" / "x.wav", 3.0)
+    args = extract_args(tmp_path / "cat", tmp_path / "s.zarr", model_repo, "handcrafted", "--window", "2")
+    code = (f"import sys; from marblekit.app.cli import main; rc = main({args!r}); "
+            f"assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_settings_the_model_cannot_serve_are_refused(tmp_path: Path, model_repo: Path, capsys) -> None:
+    write_tone(tmp_path / "cat" / "x.wav", 3.0)
+    for flags, message in ((("--window", "31"), "accepts 24000 to 720000"),
+                           (("--batch", "17"), "max_batch_size 16"),
+                           (("--frames", "--layers", "0,3"), "in 0..2")):
+        assert main(extract_args(tmp_path / "cat", tmp_path / "s.zarr", model_repo, MERT, *flags)) == 2
+        assert message in capsys.readouterr().err

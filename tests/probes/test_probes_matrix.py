@@ -1,0 +1,57 @@
+"""Reading a task's rows out of a store into a layer-major matrix, in RAM or memory-mapped, piecewise."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marblekit.probes import features as store_features
+from marblekit.core.store_layout import StoreAttrs, write_store
+from marblekit.probes.features import read_store
+from marblekit.probes.matrix import MemoryBudget, load_rows
+
+ATTRS = StoreAttrs(model="m", sample_rate=16000, frame_rate=10, window_s=30.0, hop_s=30.0, layers=(0, 1, 2), dim=8,
+                   random_init=True, precision="fp16")
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    pooled = np.random.default_rng(0).normal(size=(50, 3, 8)).astype(np.float16)
+    path = tmp_path / "s.zarr"
+    write_store(path, ATTRS, [f"t{i}" for i in range(25)], pooled=pooled, window_track=np.repeat(np.arange(25), 2))
+    return path, pooled
+
+
+@pytest.mark.parametrize("budget_bytes", [None, 10])
+def test_rows_read_span_by_span_into_ram_or_a_mapped_file(store, tmp_path, monkeypatch, budget_bytes):
+    path, pooled = store
+    monkeypatch.setattr(store_features, "READ_SPAN_BYTES", 1)  # one chunk at a time
+    features = read_store(path)
+    wanted = [np.array([7, 3, 3, 40]), np.array([49, 0])]
+    budget = None if budget_bytes is None else MemoryBudget(budget_bytes, tmp_path / "scratch")
+    matrix, positions = load_rows(features, wanted, budget)
+    assert matrix.shape == (3, 5, 8), "only the union of the wanted rows is kept, layer-major"
+    assert isinstance(matrix, np.memmap) == (budget_bytes is not None)
+    for rows, where in zip(wanted, positions):
+        np.testing.assert_array_equal(matrix[:, where].transpose(1, 0, 2), pooled[rows])
+
+
+def test_frames_of_a_track_come_in_time_order(tmp_path):
+    frames = np.arange(7 * 3 * 2, dtype=np.float16).reshape(7, 3, 2)
+    path = tmp_path / "f.zarr"
+    # track 0 owns windows 0 and 2, stored out of time order; track 1 owns window 1
+    write_store(path, dataclasses.replace(ATTRS, dim=2, frame_layers=(0, 1, 2)), ["a", "b"], pooled=np.zeros((3, 3, 2)),
+                window_track=[0, 1, 0], window_start=[30.0, 0.0, 0.0], frames=frames, frame_counts=[2, 3, 2])
+    features = read_store(path, "frames")
+    assert [list(r) for r in features.track_rows] == [[5, 6, 0, 1], [2, 3, 4]]
+
+
+def test_a_scratch_disk_too_small_is_refused_before_writing(store, tmp_path, monkeypatch):
+    path, _ = store
+    monkeypatch.setattr("shutil.disk_usage", lambda _: type("Usage", (), {"free": 100})())
+    with pytest.raises(OSError, match="need .* GB of scratch space in .* pass --scratch"):
+        load_rows(read_store(path), [np.arange(50)], MemoryBudget(10, tmp_path / "scratch"))

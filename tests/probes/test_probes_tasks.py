@@ -1,0 +1,222 @@
+"""Task loaders on tiny fixture trees in each dataset's real layout, and the store-extraction check."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marblekit.core.store_layout import StoreAttrs
+from marblekit.core.task_format import SPLITS
+from marblekit.probes.tasks import get_task
+from marblekit.probes.tasks import giantsteps, gtzan
+
+
+def write(path: Path, text: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_gtzan_genre_uses_shipped_filtered_split(tmp_path):
+    (tmp_path / "genres").mkdir()
+    data = get_task("gtzan-genre").load(tmp_path)
+    counts = {s: sum(i.split == s for i in data.items) for s in SPLITS}
+    assert counts == {"train": 442, "valid": 197, "test": 290}
+    assert "genres/jazz/jazz.00054.wav" not in {i.id for i in data.items}
+    rock = next(i for i in data.items if i.id.startswith("genres/rock/"))
+    assert data.outputs[rock.label] == "rock" and rock.label == 9
+
+
+def test_gtzan_beat_reads_jams(tmp_path):
+    beats = tmp_path / gtzan.BEATS_DIR
+    for split, names in gtzan.split_lists().items():
+        for name in names:
+            times = [0.5, 1.0, 1.5] if name == "blues/blues.00029.wav" else [0.25]
+            jams = {"annotations": [
+                {"namespace": "beat", "sandbox": {"annotation_type": "downbeat"},
+                 "data": [{"time": 0.5, "duration": 0, "value": 1, "confidence": 1}]},
+                {"namespace": "beat", "sandbox": {"annotation_type": "beat"},
+                 "data": [{"time": t, "duration": 0, "value": 1, "confidence": 1} for t in times[::-1]]}]}
+            write(beats / f"{Path(name).name}.jams", json.dumps(jams))
+    data = get_task("gtzan-beat").load(tmp_path)
+    item = next(i for i in data.items if i.id == "genres/blues/blues.00029.wav")
+    np.testing.assert_allclose(item.label, [0.5, 1.0, 1.5])
+
+
+def _giantsteps_tree(root: Path) -> None:
+    train, test = root / giantsteps.TRAIN_REPO, root / giantsteps.TEST_REPO
+    meta = ["ID\tARTIST\tTITLE", "1\tAlpha\tx", "2\tBravo, Charlie\tx", "3\tCharlie\tx", "4\tDelta\tx", "5\tEcho\tx"]
+    write(train / "annotations" / "beatport_metadata.txt", "\n".join(meta) + "\n")
+    annotations = ["ID\tMANUAL KEY\tC", "1\tF# minor\t2", "2\tC major\t2", "3\tA minor\t2", "4\tD major\t1",
+                   "5\tE minor / G major\t2"]
+    write(train / "annotations" / "annotations.txt", "\n".join(annotations) + "\n")
+    for song in range(1, 6):
+        write(train / "md5" / f"{song}.LOFI.md5")
+    for song, key in ((10, "eb major"), (11, "g# minor")):
+        write(test / "md5" / f"{song}.LOFI.md5")
+        write(test / "annotations" / "key" / f"{song}.LOFI.key", key)
+
+
+def test_giantsteps_key_split_and_labels(tmp_path):
+    _giantsteps_tree(tmp_path)
+    data = get_task("giantsteps-key").load(tmp_path)
+    by_song = {i.group: i for i in data.items}
+    assert set(by_song) == {"1", "2", "3", "10", "11"}  # 4: low confidence, 5: two keys
+    assert data.outputs[by_song["1"].label] == "Gb minor"
+    assert data.outputs[by_song["10"].label] == "Eb major" and by_song["10"].split == "test"
+    assert data.outputs[by_song["11"].label] == "Ab minor"
+
+    def slot(artist):
+        return "train" if int(hashlib.sha1(artist.lower().encode()).hexdigest(), 16) % 116 < 100 else "valid"
+
+    # Bravo and Charlie collaborate: if either hashes to valid, both songs of Charlie go valid
+    shared = "valid" if "valid" in (slot("Bravo"), slot("Charlie")) else "train"
+    assert by_song["2"].split == by_song["3"].split == shared
+    assert by_song["1"].split == slot("Alpha")
+
+
+def test_artist_split_two_hops():
+    valid = next(f"artist{i}" for i in range(1000)
+                 if int(hashlib.sha1(f"artist{i}".encode()).hexdigest(), 16) % 116 >= 100)
+    train = [f"artist{i}" for i in range(1000)
+             if int(hashlib.sha1(f"artist{i}".encode()).hexdigest(), 16) % 116 < 100][:3]
+    # songs listed so that each pass moves validity one hop: after two passes the third artist stays train
+    metadata = {1: {"ARTIST": f"{train[1]}, {train[2]}"}, 2: {"ARTIST": f"{train[0]},{train[1]}"},
+                3: {"ARTIST": f"{valid}, {train[0]}"}}
+    splits = giantsteps.artist_splits(metadata)
+    assert splits[train[0]] == splits[train[1]] == "valid"
+    assert splits[train[2]] == "train"
+
+
+def test_mtt_top50_and_hex_split(tmp_path):
+    tags = [f"tag{i}" for i in range(60)]
+    rows = ["\t".join(["clip_id", *tags, "mp3_path"])]
+    rng = np.random.default_rng(1)
+    paths = ["0/a.mp3", "b/b.mp3", "c/c.mp3", "d/d.mp3", "f/e.mp3",
+             "6/norine_braun-now_and_zen-08-gently-117-146.mp3"]
+    labels = (rng.random((len(paths), 60)) < 0.5).astype(int)
+    labels[:, 55] = 1  # the most frequent tag
+    labels[:, 3] = 0
+    for i, (path, row) in enumerate(zip(paths, labels)):
+        rows.append("\t".join([str(i), *map(str, row), path]))
+    write(tmp_path / "annotations_final.csv", "\n".join(rows) + "\n")
+    data = get_task("mtt").load(tmp_path)
+    assert len(data.outputs) == 50 and data.outputs[0] == "tag55" and "tag3" not in data.outputs
+    splits = {i.id: i.split for i in data.items}
+    assert splits == {"mp3/0/a.mp3": "train", "mp3/b/b.mp3": "train", "mp3/c/c.mp3": "valid",
+                      "mp3/d/d.mp3": "test", "mp3/f/e.mp3": "test"}
+    counts = labels[:, :].sum(0)
+    top = [int(t[3:]) for t in data.outputs]
+    assert sorted(counts[top])[0] >= sorted(counts, reverse=True)[49]
+    item = next(i for i in data.items if i.id == "mp3/c/c.mp3")
+    np.testing.assert_array_equal(item.label, labels[2, top])
+
+
+def test_mtg_jamendo_reads_user_clone(tmp_path):
+    folder = tmp_path / "mtg-jamendo-dataset" / "data" / "splits" / "split-0"
+    header = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\r\n"
+    write(folder / "autotagging_genre-train.tsv",
+          header + "track_1\ta\tb\t41/1.mp3\t300.0\tgenre---rock\tgenre---pop\r\n")
+    write(folder / "autotagging_genre-validation.tsv", header + "track_2\ta\tb\t42/2.mp3\t200.0\tgenre---jazz\r\n")
+    write(folder / "autotagging_genre-test.tsv", header + "track_3\ta\tb\t43/3.mp3\t100.0\tgenre---pop\r\n")
+    data = get_task("mtg-genre").load(tmp_path)
+    assert data.outputs == ("genre---rock", "genre---pop", "genre---jazz")
+    first = data.items[0]
+    assert first.id == "audio-low/41/1.low.mp3" and first.split == "train"
+    np.testing.assert_array_equal(first.label, [1, 1, 0])
+    with pytest.raises(FileNotFoundError, match="mtg-jamendo-dataset clone"):
+        get_task("mtg-top50").load(tmp_path)
+
+
+def test_emomusic_split_and_zscore(tmp_path):
+    info = ["song_id,file_name,Artist,Song title,start of the segment (min.sec),end of the segment (min.sec),"
+            "Genre,Mediaeval 2013 set"]
+    static = ["song_id, mean_arousal, std_arousal, mean_valence, std_valence"]
+    artists = ["Björk!", "The Band", "Zed", "Quux", "Moby"]
+    for i, artist in enumerate(artists, start=2):
+        info.append(f"{i},{i}.mp3,{artist},t,0.0,0.45,rock,{'evaluation' if i == 6 else 'development'}")
+        static.append(f"{i}, {i}.0, 1, {10 - i}.5, 1")
+    write(tmp_path / "songs_info.csv", "\n".join(info) + "\n")
+    write(tmp_path / "static_annotations.csv", "\n".join(static) + "\n")
+    data = get_task("emomusic").load(tmp_path)
+    splits = {i.id: i.split for i in data.items}
+    assert splits["clips_45seconds/6.mp3"] == "test"
+    cleaned = "bjrk"
+    want = "train" if int(hashlib.sha1(cleaned.encode()).hexdigest(), 16) % 10 < 8 else "valid"
+    assert splits["clips_45seconds/2.mp3"] == want
+    dev = np.array([i.label for i in data.items if i.split != "test"])
+    np.testing.assert_allclose(dev.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(dev.std(0), 1, atol=1e-6)
+    assert data.outputs == ("arousal", "valence")
+
+
+def test_nsynth(tmp_path):
+    for split, pitch in (("train", 60), ("valid", 61), ("test", 62)):
+        notes = {f"guitar_acoustic_000-0{pitch}-100": {"pitch": pitch, "instrument_family_str": "guitar"}}
+        write(tmp_path / "nsynth-data" / f"nsynth-{split}" / "examples.json", json.dumps(notes))
+    pitch = get_task("nsynth-pitch").load(tmp_path)
+    assert [i.label for i in pitch.items] == [60, 61, 62]
+    assert pitch.items[0].id == "nsynth-data/nsynth-train/audio/guitar_acoustic_000-060-100.wav"
+    family = get_task("nsynth-instrument").load(tmp_path)
+    assert {family.outputs[i.label] for i in family.items} == {"guitar"}
+
+
+def test_vocalset_singer_holdout_and_groups(tmp_path):
+    singers = ["f1", "f2", "m3", "m4"]
+    for technique in ("belt", "vibrato", "forte"):
+        for singer in singers:
+            for take in range(3):
+                for chunk in range(2):
+                    write(tmp_path / "audio" / technique / f"{singer}_arpeggios_{technique}_{take}_{chunk:02d}.wav")
+    technique = get_task("vocalset-technique").load(tmp_path)
+    assert {i.split for i in technique.items if i.id.split("/")[2].split("_")[0] in {"f2", "m3"}} == {"test"}
+    assert all("/forte/" not in i.id for i in technique.items)
+    # the two chunks of one recording always share a split (grouped split)
+    by_source = {}
+    for item in technique.items:
+        by_source.setdefault(item.id.rsplit("_", 1)[0], set()).add(item.split)
+    assert all(len(s) == 1 for s in by_source.values())
+    singer = get_task("vocalset-singer").load(tmp_path)
+    assert len(singer.items) == 72
+    assert {singer.outputs[i.label] for i in singer.items} == set(singers)
+
+
+def test_musdb(tmp_path):
+    for split in SPLITS:
+        for stem in ("mixture", "vocals", "drums", "bass", "other"):
+            write(tmp_path / split / f"Artist - {split}" / f"{stem}.wav")
+    data = get_task("musdb18").load(tmp_path)
+    assert [i.id for i in data.items] == [f"{s}/Artist - {s}/mixture.wav" for s in SPLITS]
+    assert data.items[0].label["vocals"].endswith("train/Artist - train/vocals.wav")
+
+
+def test_synthetic_manifest(tmp_path):
+    folder = tmp_path / "synth-tagging"
+    write(folder / "task.json", json.dumps({"kind": "multilabel", "classes": ["drums", "bass", "piano"],
+                                            "chance": {"aucroc": 0.5}}))
+    rows = [{"id": f"t{i}", "path": f"audio/t{i}.wav", "split": s, "label": labels}
+            for i, (s, labels) in enumerate([("train", ["bass"]), ("valid", ["drums", "piano"]), ("test", [])])]
+    write(folder / "manifest.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    data = get_task("synth-tagging").load(folder)
+    np.testing.assert_array_equal(data.items[1].label, [1, 0, 1])
+    assert data.items[0].id == "t0"
+    with pytest.raises(ValueError, match="kind is 'multilabel'"):
+        get_task("synth-pitch").load(folder)
+
+
+def test_extraction_check_says_why():
+    task = get_task("emomusic")
+    attrs = StoreAttrs(model="m", sample_rate=16000, frame_rate=50.0, window_s=5.0, hop_s=5.0, crop_s=30.0,
+                       layers=(0, 1), dim=4, random_init=True, precision="fp32")
+    task.features.check(attrs, "pooled", "s.zarr")
+    with pytest.raises(ValueError, match="window_s is 30.0 but the task needs 5.0"):
+        task.features.check(dataclasses.replace(attrs, window_s=30.0), "pooled", "s.zarr")
+    with pytest.raises(ValueError, match="needs frames features"):
+        get_task("gtzan-beat").features.check(dataclasses.replace(attrs, window_s=30.0, hop_s=30.0, crop_s=None),
+                                              "pooled", "s.zarr")

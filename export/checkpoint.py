@@ -48,7 +48,7 @@ class LoadedCheckpoint:
     sha256: str
 
 
-def read_config(directory: Path) -> dict:
+def read_hf_config(directory: Path) -> dict:
     path = directory / "config.json"
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory} does not exist or is not a directory")
@@ -163,7 +163,7 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
 def load_checkpoint(directory: Path, spec: BackboneSpec) -> LoadedCheckpoint:
     """Load ``directory`` as backbone ``spec``; raises ``CheckpointError`` naming the file and key."""
     directory = Path(directory)
-    raw = read_config(directory)
+    raw = read_hf_config(directory)
     config_path = directory / "config.json"
     family = architecture_family(raw, config_path)
     check_against_spec(raw, spec, family, config_path)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from marblekit.core.backbones import BackboneSpec
-
 from marblekit.core.served_model import INPUT
+
 from .triton_config import ServingShape
 
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marblekit.probes.evaluators import (BeatEvaluator, KeyEvaluator, MultilabelEvaluator, MulticlassEvaluator,
+from marblekit.core.task_format import SPLITS
+from marblekit.probes.evaluators import (BeatEvaluator, KeyEvaluator, MulticlassEvaluator, MultilabelEvaluator,
                                          RegressionEvaluator)
 from marblekit.probes.features import StoreFeatures
-from marblekit.probes.types import EvalSet, ProbeData, TrainSet
 from marblekit.probes.matrix import MemoryBudget, load_rows
-from marblekit.core.task_format import SPLITS
 from marblekit.probes.tasks.base import Dataset, Item, Task
+from marblekit.probes.types import EvalSet, ProbeData, TrainSet
 
 #: frames on each side of a beat also marked as beats in training (the reference's widening)
 BEAT_WIDENING = 1

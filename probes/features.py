@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from marblekit.core.store_layout import (DONE, FRAME_OFFSETS, FRAMES, POOLED, TRACK_STATUS, WINDOW_LENGTH,
-                                         WINDOW_START, WINDOW_TRACK, StoreAttrs, StoreReader)
+from marblekit.core.store_layout import (DONE, FRAME_OFFSETS, FRAMES, POOLED, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START,
+                                         WINDOW_TRACK, StoreAttrs, StoreReader)
 
 #: rows read from the store per call while loading: a few chunks, so memory stays bounded by this span
 READ_SPAN_BYTES = 256 << 20

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from marblekit.probes.types import ProbeConfig, ProbeResult
 from marblekit.probes.metrics import global_sdr
 from marblekit.probes.separation_data import SeparationData, Track
+from marblekit.probes.types import ProbeConfig, ProbeResult
 
 MONITOR = "sdr"
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from marblekit.core.store_layout import StoreAttrs
+from marblekit.core.task_format import SPLITS
 from marblekit.probes.assemble import track_index
 from marblekit.probes.features import StoreFeatures
 from marblekit.probes.matrix import MemoryBudget, load_rows
-from marblekit.probes.types import Schedule
-from marblekit.core.store_layout import StoreAttrs
-from marblekit.core.task_format import SPLITS
 from marblekit.probes.tasks.base import Dataset, Item, Task
+from marblekit.probes.types import Schedule
 
 N_FFT = 2048
 

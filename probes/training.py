@@ -17,7 +17,8 @@ import torch
 
 from marblekit.probes.slabs import Slabs
 from marblekit.probes.stacked import ProbeGroup, SeededDropout
-from marblekit.probes.types import BATCH_ITEMS, DROPOUT, HIDDEN_UNITS, EvalSet, ProbeConfig, ProbeData, ProbeResult, TrainSet
+from marblekit.probes.types import (BATCH_ITEMS, DROPOUT, HIDDEN_UNITS, EvalSet, ProbeConfig, ProbeData, ProbeResult,
+                                    TrainSet)
 
 EVAL_CHUNK_ROWS = 4096
 

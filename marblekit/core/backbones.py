@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """What a client needs to know to feed a backbone and to interpret its outputs."""

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from marblekit.probes.tasks.base import (Dataset, FeatureNeeds, Item, Task, hash_slot, require_file,
+                                         zscore_on_development)
 from marblekit.probes.types import Schedule
-from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, hash_slot, require_file, zscore_on_development
 
 SLOTS = ("train",) * 8 + ("valid",) * 2
 OUTPUTS = ("arousal", "valence")

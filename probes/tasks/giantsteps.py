@@ -13,9 +13,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from marblekit.probes.types import Schedule
 from marblekit.core.keys import KEY_NAMES, parse_key
 from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, hash_slot, require_dir, require_file
+from marblekit.probes.types import Schedule
 
 TRAIN_REPO = "giantsteps-mtg-key-dataset"
 TEST_REPO = "giantsteps-key-dataset"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from marblekit.probes.types import Schedule
 from marblekit.core.task_format import SPLITS
 from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_dir, require_file
+from marblekit.probes.types import Schedule
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 DROPPED = {"jazz/jazz.00054.wav"}

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from marblekit.probes.types import Schedule
 from marblekit.core.task_format import SPLITS
 from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_dir, require_file
+from marblekit.probes.types import Schedule
 
 STEMS = ("vocals", "drums", "bass", "other")
 

@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from marblekit.probes.types import Schedule
 from marblekit.core.task_format import SPLITS
 from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_file
+from marblekit.probes.types import Schedule
 
 FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead",
             "vocal")

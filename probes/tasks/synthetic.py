@@ -29,7 +29,8 @@ def _label(task: SynthTask, item: SynthItem, vocabulary: dict[str, int]) -> Any:
     if task.kind == "beat":
         return np.sort(np.asarray(item.label, float))
     if task.kind == "separation":
-        return {stem: str(Path(path).relative_to(task.folder)) for stem, path in item.label.items()}  # type: ignore[union-attr]
+        stems: dict[str, Path] = item.label  # type: ignore[assignment]
+        return {stem: str(path.relative_to(task.folder)) for stem, path in stems.items()}
     return int(item.label)  # type: ignore[arg-type]
 
 

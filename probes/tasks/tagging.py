@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marblekit.probes.types import Schedule
 from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_file
+from marblekit.probes.types import Schedule
 
 MTT_CORRUPT = {
     "6/norine_braun-now_and_zen-08-gently-117-146.mp3",

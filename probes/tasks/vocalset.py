@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marblekit.probes.types import Schedule
 from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_dir
+from marblekit.probes.types import Schedule
 
 SEED = 42617
 TECHNIQUES = ("belt", "breathy", "inhaled", "lip_trill", "spoken", "straight", "trill", "trillo", "vibrato",

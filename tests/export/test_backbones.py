@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from marblekit.core.backbones import BACKBONES, get_backbone
 from marblekit.app.cli import main
+from marblekit.core.backbones import BACKBONES, get_backbone
 from marblekit.export.builders import random_encoder
 
 PUBLISHED = ["mert-v1-95m", "mert-v1-330m", "mert-v0", "mert-v0-public", "music2vec-v1", "hubert-base",

@@ -12,13 +12,13 @@ import pytest
 import torch
 from tritonclient.grpc import model_config_pb2 as mc
 
-from marblekit.core.backbones import get_backbone
 from marblekit.app.cli import main
+from marblekit.core.backbones import get_backbone
+from marblekit.core.served_model import config_from_text as parse
 from marblekit.export.builders import random_encoder
 from marblekit.export.parity import per_layer_cosine
 from marblekit.export.pipeline import export_model
 from marblekit.export.tensorrt import gpu_unavailable_reason
-from marblekit.core.served_model import config_from_text as parse
 
 #: Every architecture at a shallow depth (same modules, a fraction of the export time) plus handcrafted.
 ARCHITECTURES = {

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from marblekit.extractor.api import ExtractRequest
+
 #: The tiny models every extractor test uses: the weight-free DSP graph, and a 2-layer random MERT shape
 #: (normalize_input=True, so z-normalisation is exercised).
 HANDCRAFTED = "handcrafted"
@@ -38,6 +40,11 @@ def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1,
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, data.astype(np.float32), rate, subtype=subtype)
     return data.astype(np.float32)
+
+
+def local_request(catalog: Path, store: Path, repo: Path, model: str = HANDCRAFTED, **options) -> ExtractRequest:
+    """The typed request of a local (in-process onnxruntime) extraction, quiet."""
+    return ExtractRequest(catalog, model, store, repo=repo, progress=False, **options)
 
 
 def extract_args(catalog: Path, store: Path, repo: Path, model: str = HANDCRAFTED, *extra: str) -> list[str]:

@@ -11,10 +11,12 @@ import numpy as np
 import onnxruntime as ort
 import soundfile as sf
 import soxr
-from extract_helpers import MERT, extract_args, marble_windows, write_tone
+from extract_helpers import MERT, extract_args, local_request, marble_windows, write_tone
 
 from marblekit.app.cli import main
+from marblekit.core.served_model import HIDDEN_STATES, INPUT, POOLED
 from marblekit.core.store_layout import DONE, open_pooled
+from marblekit.extractor.api import extract
 
 WINDOW_S = 2.0
 RATE = 24000  # MERT v1
@@ -29,7 +31,7 @@ def reference(path: Path, start: float, end: float | None, session: ort.Inferenc
     windows = []
     for first, last in marble_windows(len(clip), RATE, WINDOW_S):
         window = clip[None, first:last].astype(np.float32)
-        hidden, pooled = session.run(["hidden_states", "pooled"], {"waveform": window})
+        hidden, pooled = session.run([HIDDEN_STATES, POOLED], {INPUT: window})
         windows.append({"start": first / RATE, "length": (last - first) / RATE, "pooled": pooled[0],
                         "hidden": hidden[0]})
     return windows
@@ -47,9 +49,9 @@ def test_local_store_equals_direct_onnxruntime(tmp_path: Path, model_repo: Path)
     manifest = tmp_path / "catalog.jsonl"
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
     store = tmp_path / "store.zarr"
-    args = extract_args(manifest, store, model_repo, MERT, "--window", str(WINDOW_S), "--batch", "3",
-                        "--frames", "--layers", "0,2", "--block-tracks", "2")
-    assert main(args) == 0
+    summary = extract(local_request(manifest, store, model_repo, MERT, window_s=WINDOW_S, batch=3, frames=True,
+                                    frame_layers=(0, 2), block_tracks=2))
+    assert (summary.done, summary.failed, summary.finalized) == (3, 0, True)
 
     session = ort.InferenceSession(str(model_repo / MERT / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     view = open_pooled(store)

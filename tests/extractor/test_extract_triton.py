@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
-from extract_helpers import MERT, extract_args, write_tone
+from extract_helpers import MERT, local_request, write_tone
 from tritonclient.utils import InferenceServerException
 
-from marblekit.app.cli import main
 from marblekit.core.served_model import POOLED
-from marblekit.extractor.engine import InferenceError
 from marblekit.core.store_layout import open_pooled
+from marblekit.extractor.api import extract
+from marblekit.extractor.engine import InferenceError
 from marblekit.extractor.triton import TritonEngine
 from marblekit.serving.embedded import EmbeddedTriton, free_port
 from marblekit.serving.environment import environment_problem
@@ -33,13 +34,12 @@ def test_triton_store_equals_local_store(server: str, model_repo: Path, tmp_path
                                                        (1.4, 22050, 2)]):
         write_tone(tmp_path / "cat" / f"t{index}.wav", seconds, rate=rate, channels=channels, seed=index)
     (tmp_path / "cat" / "junk.wav").write_text("not audio")
-    common = ("--window", "2", "--frames", "--layers", "1,2", "--block-tracks", "2", "--batch", "2",
-              "--allow-failures")
+    common = dict(window_s=2.0, frames=True, frame_layers=(1, 2), block_tracks=2, batch=2)
     local, remote = tmp_path / "local.zarr", tmp_path / "triton.zarr"
-    assert main(extract_args(tmp_path / "cat", local, model_repo, MERT, *common)) == 0
-    args = extract_args(tmp_path / "cat", remote, model_repo, MERT, *common)
-    args[args.index("--engine"):args.index("--engine") + 2] = ["--server", server]
-    assert main(args) == 0
+    local_summary = extract(local_request(tmp_path / "cat", local, model_repo, MERT, **common))
+    remote_summary = extract(dataclasses.replace(local_request(tmp_path / "cat", remote, model_repo, MERT, **common),
+                                                 server=server))
+    assert local_summary.failures == remote_summary.failures == [("junk.wav", local_summary.failures[0][1])]
     a, b = open_pooled(local), open_pooled(remote)
     assert a.attrs == b.attrs
     for name in ("window_track", "window_start", "window_length", "track_id", "track_status", "track_error",

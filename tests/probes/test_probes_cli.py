@@ -4,7 +4,6 @@ the probes beat chance clearly, the files are written, and a mismatched store is
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from pathlib import Path
 
@@ -12,10 +11,10 @@ import numpy as np
 import pytest
 
 from marblekit.app.cli import main
+from marblekit.core.keys import KEY_NAMES
 from marblekit.core.store_layout import StoreAttrs, write_store
 from marblekit.probes.features import read_store
 from marblekit.probes.matrix import load_rows
-from marblekit.core.keys import KEY_NAMES
 
 LAYERS, DIM = 3, 8
 ATTRS = StoreAttrs(model="toy", sample_rate=16000, frame_rate=50.0, window_s=30.0, hop_s=30.0,
@@ -113,8 +112,9 @@ def test_beat_frames(tmp_path, rng):
         features[i * frames + np.round(b * fps).astype(int), 1, 0] += 4.0
     store = tmp_path / "beat.zarr"
     pooled = features.reshape(n, frames, LAYERS, DIM).mean(axis=1)
-    write_store(store, dataclasses.replace(ATTRS, frame_layers=tuple(range(LAYERS))), [f"audio/{i}.wav" for i in range(n)],
-                pooled=pooled, window_track=np.arange(n), frames=features, frame_counts=np.diff(offsets))
+    attrs = dataclasses.replace(ATTRS, frame_layers=tuple(range(LAYERS)))
+    write_store(store, attrs, [f"audio/{i}.wav" for i in range(n)], pooled=pooled, window_track=np.arange(n),
+                frames=features, frame_counts=np.diff(offsets))
     assert main(["probe", str(store), "--task", "synth-beat", "--data", str(task), "--out", str(tmp_path / "out"),
                  "--mode", "vectorised", "--max-epochs", "6", "--learning-rates", "1e-2"]) == 0
     assert winner(tmp_path / "out")["test"]["beat_f"] >= 0.7

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from marblekit.probes import scheduling, selection, stacked, types
-from marblekit.probes.slabs import Slabs
-from marblekit.probes.evaluators import MulticlassEvaluator
 from marblekit.app.bench.reference_probe import ReferenceProbe, fit
+from marblekit.probes import scheduling, selection, stacked, types
+from marblekit.probes.evaluators import MulticlassEvaluator
+from marblekit.probes.slabs import Slabs
 
 SEED = 1234
 SCHEDULE = types.Schedule(loss="ce", max_epochs=10, plateau_patience=1, stop_patience=3)

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from marblekit.core.backbones import get_backbone
 from marblekit.app.cli import main
-from marblekit.export.handcrafted import HandcraftedFeatures
-from marblekit.core.store_layout import StoreAttrs, write_store
+from marblekit.core.backbones import get_backbone
 from marblekit.core.keys import KEY_NAMES
+from marblekit.core.store_layout import StoreAttrs, write_store
+from marblekit.export.handcrafted import HandcraftedFeatures
 
 RATE = 16000
 ATTRS = StoreAttrs(model="handcrafted", sample_rate=RATE, frame_rate=50.0, window_s=30.0, hop_s=30.0,

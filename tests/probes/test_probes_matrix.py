@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from marblekit.probes import features as store_features
 from marblekit.core.store_layout import StoreAttrs, write_store
+from marblekit.probes import features as store_features
 from marblekit.probes.features import read_store
 from marblekit.probes.matrix import MemoryBudget, load_rows
 

@@ -5,7 +5,6 @@ mixture-as-estimate baseline, through the Python API and `marblekit probe`."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from pathlib import Path
 

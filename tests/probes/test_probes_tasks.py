@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 from pathlib import Path
@@ -13,8 +12,7 @@ import pytest
 
 from marblekit.core.store_layout import StoreAttrs
 from marblekit.core.task_format import SPLITS
-from marblekit.probes.tasks import get_task
-from marblekit.probes.tasks import giantsteps, gtzan
+from marblekit.probes.tasks import get_task, giantsteps, gtzan
 
 
 def write(path: Path, text: str = "") -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from marblekit.app.cli import main
-from marblekit.synth.fluid import Renderer, SynthToolMissing
 from marblekit.core.task_format import load_task
+from marblekit.synth.fluid import Renderer, SynthToolMissing
 from marblekit.synth.midi import Note, Part, midi_bytes
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
+from synth_support import (chroma, f0_yin, key_estimate, midi_of, onset_strength, read, register, render, spectrogram,
+                           strength_near, tempo_estimate)
 
 from marblekit.core.task_format import load_task
-from synth_support import (chroma, f0_yin, key_estimate, midi_of, onset_strength, read, register, render,
-                           spectrogram, strength_near, tempo_estimate)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.metrics import r2_score
-
-from marblekit.core.task_format import MANIFEST_FILE, TASK_FILE, load_task
-from marblekit.synth.midi import midi_bytes
-from marblekit.core.task_format import SPLITS
-from marblekit.synth.registry import TASKS
 from synth_support import render
+
+from marblekit.core.task_format import MANIFEST_FILE, SPLITS, TASK_FILE, load_task
+from marblekit.synth.midi import midi_bytes
+from marblekit.synth.registry import TASKS
 
 #: mir_eval's weighted key score, written out from its documentation (fifth above, relative, parallel)
 _RELATION_SCORES = {("same", 0): 1.0, ("same", 7): 0.5, ("major->minor", 9): 0.3, ("minor->major", 3): 0.3,

@@ -1,7 +1,7 @@
 """One grid configuration trained the standard way: an nn.Module, torch.optim.Adam, torch's
 ReduceLROnPlateau, early stopping and a copy of the best state, as the MARBLE reference runs each
-configuration (torch.optim.Adam with its fused kernel). It is the oracle the grid trainer is tested against and the baseline of ``bench probe``;
-marblekit's own training never uses it.
+configuration (torch.optim.Adam with its fused kernel). It is the baseline of ``bench probe`` and the
+oracle the grid trainer is tested against; marblekit's own training never uses it.
 
 Run as a module it is one reference-style sweep run, in its own process, reading one ``.npy`` per item
 every epoch through a DataLoader (the reference's data path): see ``marblekit.app.bench.probe``.
@@ -106,7 +106,7 @@ def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Te
 
 
 def sweep_run(folder: Path, layer: int | None, lr: float, schedule: Schedule, seed: int) -> dict[str, object]:
-    """One reference-style multiclass run over a bench folder (``bench.py`` writes it)."""
+    """One reference-style multiclass run over a bench folder (``marblekit.app.bench.probe`` writes it)."""
     meta = json.loads((folder / "meta.json").read_text())
     splits = {s: (np.array(meta[s]["items"]), np.array(meta[s]["labels"])) for s in ("train", "valid", "test")}
     generator = torch.Generator().manual_seed(seed)

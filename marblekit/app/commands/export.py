@@ -30,7 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from marblekit.core.backbones import get_backbone
-
     from marblekit.export.pipeline import export_model
 
     spec = get_backbone(args.model)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from marblekit.probes.scheduling import MODES
-    from marblekit.probes.types import LEARNING_RATES, SEED
     from marblekit.probes.separation import SeparationSettings
+    from marblekit.probes.types import LEARNING_RATES, SEED
 
     parser.add_argument("store", type=Path, help="Zarr feature store written by marblekit extract")
     parser.add_argument("--task", required=True, help="task name (marblekit.probes.tasks.TASKS), e.g. gtzan-genre")

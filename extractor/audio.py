@@ -1,5 +1,12 @@
 """Audio preparation, MARBLE v1 order: decode -> mono -> crop (at the file's rate) -> resample -> z-normalise.
 
+Tracks are streamed: decoded, mixed down and resampled (soxr's stream, bit-identical to resampling the whole
+clip) a block at a time, so memory does not grow with a track's length. Whole-clip z-normalisation needs the
+clip's mean and variance before the first sample can be normalised; the stream accumulates them on the way
+(Chan's pairwise update in float64) and normalisation is applied when windows are read (``Prepared.read``).
+The extractor's decoder processes write the model-rate samples to a scratch file (``prepare_to_file``);
+``prepare`` keeps them in memory for small uses.
+
 Decoding tries libsndfile (``soundfile``) first and falls back to FFmpeg (PyAV) only when libsndfile does
 not recognise the format; a file libsndfile opens but cannot read to the end is reported as corrupt, not
 handed to a more lenient decoder. Every problem raises :class:`AudioError` with a message that says what
@@ -8,7 +15,10 @@ is wrong with the file, so the caller can record it per track.
 
 from __future__ import annotations
 
+import os
 import struct
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +28,8 @@ import soxr
 
 #: Wav2Vec2FeatureExtractor's variance floor (MARBLE's ``processor_normalize``).
 NORMALIZE_EPS = 1e-7
+#: frames decoded per step at the file's rate: a few MB whatever the track's length
+BLOCK_FRAMES = 1 << 18
 
 
 class AudioError(Exception):
@@ -33,22 +45,99 @@ class Preparation:
     crop_s: float | None = None
 
 
-def prepare(path: Path, start: float, end: float | None, how: Preparation) -> np.ndarray:
-    """The model-rate float32 mono waveform of ``path[start:end]`` (cropped to ``how.crop_s``), normalised."""
+@dataclass
+class Statistics:
+    """Sample count, mean and sum of squared deviations of a stream, updated a block at a time."""
+
+    count: int = 0
+    mean: float = 0.0
+    squares: float = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        if not block.size:
+            return
+        mean = float(block.mean(dtype=np.float64))
+        squares = float(np.square(block - mean, dtype=np.float64).sum())
+        total = self.count + block.size
+        delta = mean - self.mean
+        self.squares += squares + delta * delta * self.count * block.size / total
+        self.mean += delta * block.size / total
+        self.count = total
+
+    @property
+    def variance(self) -> float:
+        return self.squares / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A prepared track: ``samples`` model-rate mono float32 samples in ``path`` (raw, not yet normalised)
+    and what normalising them takes."""
+
+    path: Path
+    samples: int
+    mean: float
+    scale: float  # sqrt(variance + eps); 1 when the backbone takes raw audio
+    normalize: bool
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)``, normalised as MARBLE normalises the whole clip."""
+        raw = np.fromfile(self.path, dtype=np.float32, count=stop - start, offset=4 * start)
+        return ((raw - self.mean) / self.scale).astype(np.float32) if self.normalize else raw
+
+
+def stream(path: Path, start: float, end: float | None, how: Preparation,
+           sink: Callable[[np.ndarray], None]) -> Statistics:
+    """Hand the model-rate mono float32 samples of ``path[start:end]`` (cropped to ``how.crop_s``) to
+    ``sink`` block by block; returns their statistics."""
     _check_readable(path)
-    audio, rate = decode(path, start, end if how.crop_s is None else _crop_end(start, end, how.crop_s))
-    if audio.size == 0:
+    stats, decoded, bad = Statistics(), 0, 0
+    blocks, rate = decode(path, start, end if how.crop_s is None else _crop_end(start, end, how.crop_s))
+    resampler = soxr.ResampleStream(rate, how.sample_rate, 1, dtype="float32", quality="HQ") \
+        if rate != how.sample_rate else None
+    for block in blocks:
+        decoded += block.size
+        bad += int(np.count_nonzero(~np.isfinite(block)))
+        if bad:
+            continue  # count the rest, keep nothing
+        mono = block.mean(axis=1, dtype=np.float32)
+        _emit(resampler.resample_chunk(mono) if resampler else mono, stats, sink)
+    if decoded == 0:
         raise AudioError(f"no audio samples between {start:g} s and {'the end' if end is None else f'{end:g} s'}")
-    bad = int(np.count_nonzero(~np.isfinite(audio)))
     if bad:
-        raise AudioError(f"{bad} of {audio.size} decoded samples are NaN or infinite")
-    mono = audio.mean(axis=1, dtype=np.float32)  # float32 samples, float64 statistics: long tracks fit in RAM
-    if rate != how.sample_rate:
-        mono = soxr.resample(mono, rate, how.sample_rate, quality="HQ")
-    if how.normalize:
-        mean, var = mono.mean(dtype=np.float64), mono.var(dtype=np.float64)
-        mono = ((mono - mean) / np.sqrt(var + NORMALIZE_EPS)).astype(np.float32)
-    return mono
+        raise AudioError(f"{bad} of {decoded} decoded samples are NaN or infinite")
+    if resampler:
+        _emit(resampler.resample_chunk(np.zeros(0, np.float32), last=True), stats, sink)
+    return stats
+
+
+def _emit(samples: np.ndarray, stats: Statistics, sink: Callable[[np.ndarray], None]) -> None:
+    stats.add(samples)
+    sink(samples)
+
+
+def _scale(stats: Statistics, how: Preparation) -> float:
+    return float(np.sqrt(stats.variance + NORMALIZE_EPS)) if how.normalize else 1.0
+
+
+def prepare_to_file(path: Path, start: float, end: float | None, how: Preparation, scratch: Path) -> Prepared:
+    """Stream ``path`` into a fresh raw float32 file in ``scratch``; the caller removes it when done."""
+    handle, name = tempfile.mkstemp(prefix="track-", suffix=".f32", dir=scratch)
+    with os.fdopen(handle, "wb") as out:
+        try:
+            stats = stream(path, start, end, how, lambda samples: samples.tofile(out))
+        except BaseException:
+            os.unlink(name)
+            raise
+    return Prepared(Path(name), stats.count, stats.mean, _scale(stats, how), how.normalize)
+
+
+def prepare(path: Path, start: float, end: float | None, how: Preparation) -> np.ndarray:
+    """The whole model-rate waveform in memory, normalised (benchmarks and small experiments)."""
+    parts: list[np.ndarray] = []
+    stats = stream(path, start, end, how, parts.append)
+    clip = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return ((clip - stats.mean) / _scale(stats, how)).astype(np.float32) if how.normalize else clip
 
 
 def _crop_end(start: float, end: float | None, crop_s: float) -> float:
@@ -92,49 +181,86 @@ def _check_wav_length(path: Path) -> None:
             handle.seek(length + (length & 1), 1)
 
 
-def decode(path: Path, start: float, end: float | None) -> tuple[np.ndarray, int]:
-    """``[frames, channels]`` float32 samples of ``[start, end)`` seconds and the file's sample rate."""
+def decode(path: Path, start: float, end: float | None) -> tuple[Iterator[np.ndarray], int]:
+    """``[frames, channels]`` float32 blocks of ``[start, end)`` seconds, and the file's sample rate."""
     try:
-        handle = sf.SoundFile(str(path))
+        handle = sf.SoundFile(os.fsencode(path))  # bytes: any name the filesystem allows, UTF-8 or not
     except sf.LibsndfileError as sndfile_error:
         return _decode_ffmpeg(path, start, end, str(sndfile_error))
+    return _sndfile_blocks(handle, start, end), handle.samplerate
+
+
+def _sndfile_blocks(handle: sf.SoundFile, start: float, end: float | None) -> Iterator[np.ndarray]:
     with handle:
         first = min(int(round(start * handle.samplerate)), handle.frames)
         last = handle.frames if end is None else min(int(round(end * handle.samplerate)), handle.frames)
         try:
             handle.seek(first)
-            audio = handle.read(max(last - first, 0), dtype="float32", always_2d=True)
+            for position in range(first, last, BLOCK_FRAMES):
+                yield handle.read(min(BLOCK_FRAMES, last - position), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"corrupt or truncated {handle.format} audio: {err}") from None
-        return audio, handle.samplerate
 
 
-def _decode_ffmpeg(path: Path, start: float, end: float | None, sndfile_error: str) -> tuple[np.ndarray, int]:
+def _decode_ffmpeg(path: Path, start: float, end: float | None,
+                   sndfile_error: str) -> tuple[Iterator[np.ndarray], int]:
     import av
 
+    file = open(path, "rb")  # a file object: any name the filesystem allows
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise AudioError(f"no audio stream in {path} (libsndfile: {sndfile_error})")
-            stream = container.streams.audio[0]
-            planar = av.AudioResampler(format="fltp")
-            chunks = [out.to_ndarray() for frame in container.decode(stream) for out in planar.resample(frame)]
-            chunks += [out.to_ndarray() for out in planar.resample(None)]
-            rate = stream.codec_context.sample_rate
+        container = av.open(file)
+        if not container.streams.audio:
+            raise AudioError(f"no audio stream in {path} (libsndfile: {sndfile_error})")
+        audio = container.streams.audio[0]
+        rate = audio.codec_context.sample_rate
+        if rate is None:
+            raise AudioError(f"no audio samples decoded from {path}")
     except av.FFmpegError as err:
+        file.close()
         raise AudioError(f"not decodable as audio (libsndfile: {sndfile_error}; FFmpeg: {err})") from None
-    if not chunks or rate is None:
-        raise AudioError(f"no audio samples decoded from {path}")
-    audio = np.concatenate(chunks, axis=1).T
+    except BaseException:
+        file.close()
+        raise
+    return _ffmpeg_blocks(file, container, audio, rate, start, end, sndfile_error), rate
+
+
+def _ffmpeg_blocks(file, container, audio, rate: int, start: float, end: float | None,
+                   sndfile_error: str) -> Iterator[np.ndarray]:
+    """Decoded frames as [frames, channels] blocks, samples before ``start`` and from ``end`` dropped."""
+    import av
+
     first = int(round(start * rate))
-    last = audio.shape[0] if end is None else int(round(end * rate))
-    return np.ascontiguousarray(audio[first:last], dtype=np.float32), rate
+    last = None if end is None else int(round(end * rate))
+    position = 0
+    with file, container:
+        try:
+            for out in _planar_frames(container, audio):
+                block = out.to_ndarray().T
+                keep = block[max(first - position, 0):None if last is None else max(last - position, 0)]
+                position += len(block)
+                if len(keep):
+                    yield np.ascontiguousarray(keep, dtype=np.float32)
+                if last is not None and position >= last:
+                    return
+        except av.FFmpegError as err:
+            raise AudioError(f"not decodable as audio (libsndfile: {sndfile_error}; FFmpeg: {err})") from None
 
 
-def prepare_track(path: Path, start: float, end: float | None, how: Preparation) -> tuple[np.ndarray | None, str]:
-    """Process-pool entry point: ``(waveform, "")`` or ``(None, reason)``; never raises for a bad file."""
+def _planar_frames(container, audio) -> Iterator:
+    """Every decoded frame as float planar, then what the converter still holds."""
+    import av
+
+    planar = av.AudioResampler(format="fltp")
+    for frame in container.decode(audio):
+        yield from planar.resample(frame)
+    yield from planar.resample(None)
+
+
+def prepare_track(path: Path, start: float, end: float | None, how: Preparation,
+                  scratch: Path) -> tuple[Prepared | None, str]:
+    """Process-pool entry point: ``(prepared, "")`` or ``(None, reason)``; never raises for a bad file."""
     try:
-        return prepare(path, start, end, how), ""
+        return prepare_to_file(path, start, end, how, scratch), ""
     except AudioError as err:
         return None, str(err)
     except Exception as err:  # a decoder bug must cost one track, not the whole extraction

@@ -23,9 +23,9 @@ A store is readable once ``finalized`` is set: the writer sets it after every fl
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,30 @@ DONE_MARKERS = "done"
 for _message in (".*StringDType.*", ".*does not have a Zarr V3 specification.*", ".*Consolidated metadata.*",
                  ".*is not recognized as a component of a Zarr hierarchy.*"):
     warnings.filterwarnings("ignore", message=_message)
+
+
+def _percent_bytes(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: every byte that is not UTF-8 as ``%XX``."""
+    raw = error.object[error.start:error.end]  # type: ignore[attr-defined]
+    return "".join(f"%{byte:02X}" for byte in raw), error.end  # type: ignore[attr-defined]
+
+
+codecs.register_error("marblekit-percent", _percent_bytes)
+
+
+def storable_text(text: str) -> str:
+    """``text`` as the valid UTF-8 the store's string arrays hold. File names may be any bytes (Python keeps
+    the bytes that are not UTF-8 as surrogate escapes): those bytes become ``%XX``, everything else is kept."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape") if _only_escapes(text) else text.encode("utf-8", "surrogatepass")
+        return raw.decode("utf-8", "marblekit-percent")
+
+
+def _only_escapes(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
 
 
 @dataclass(frozen=True)
@@ -163,12 +187,15 @@ def read_layout(group: zarr.Group, source: str) -> Layout:
     return Layout(**raw)
 
 
-def mark_finalized(group: zarr.Group, path: Path, cleanup: Callable[[], None] = lambda: None) -> None:
-    """Declare the flat arrays complete, let the writer remove its scaffolding (``cleanup``), then consolidate
-    the metadata of what remains."""
+def mark_finalized(group: zarr.Group, path: Path) -> None:
+    """Declare the flat arrays complete; the writer then removes its scaffolding and consolidates the
+    metadata (:func:`consolidate`), steps it can repeat when they were cut short."""
     layout = read_layout(group, str(path))
     group.attrs[LAYOUT_KEY] = dataclasses.asdict(dataclasses.replace(layout, finalized=True))
-    cleanup()
+
+
+def consolidate(path: Path) -> None:
+    """Consolidated metadata, so readers open the store with one read."""
     with warnings.catch_warnings():  # consolidated metadata is not in the Zarr v3 core spec yet
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(path))
@@ -252,8 +279,8 @@ def write_store(path: str | Path, attrs: StoreAttrs, track_ids: list[str], *, po
                 track_error: list[str] | None = None, frames: np.ndarray | None = None,
                 frame_counts: np.ndarray | None = None) -> None:
     """A complete store in one call, through the extractor's writer (tests, benchmarks, small experiments).
-    Defaults: windows of a track one second apart and ``window_s`` long, every track done. ``frames`` [F, K, D] with ``frame_counts`` [W] (frames per window) when the attrs name
-    frame layers."""
+    Defaults: windows of a track one second apart and ``window_s`` long, every track done. ``frames`` [F, K, D]
+    with ``frame_counts`` [W] (frames per window) when the attrs name frame layers."""
     path = Path(path)
     window_track = np.asarray(window_track, np.int32)
     if window_start is None:
@@ -272,6 +299,7 @@ def write_store(path: str | Path, attrs: StoreAttrs, track_ids: list[str], *, po
         flat.write_frames(0, 0, np.asarray(frames, np.float16), np.asarray(frame_counts, np.int64))
     flat.finish()
     mark_finalized(group, path)
+    consolidate(path)
 
 
 @dataclass

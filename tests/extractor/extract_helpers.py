@@ -38,7 +38,7 @@ def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1,
     tones = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(100, 2000, 3))
     data = 0.2 * tones[:, None] / 3 + 0.05 * rng.standard_normal((t.size, channels))
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, data.astype(np.float32), rate, subtype=subtype)
+    sf.write(os.fsencode(path), data.astype(np.float32), rate, subtype=subtype)  # any file name
     return data.astype(np.float32)
 
 

@@ -86,7 +86,7 @@ def build_matrix(root: Path, outside: Path) -> tuple[list[tuple[str, str]], dict
     (root / "folder.wav").mkdir()
     add("directory", "folder.wav", "is a directory")
     add("silent", "silent.wav")
-    bad["silent#row" + str(len(rows) - 1)] = "duplicate id 'silent'"
+    bad["silent#row" + str(len(rows) + 1)] = "duplicate id 'silent'"  # its manifest line (after the header)
     write_tone(outside, 2.0, seed=8)
     add("escape", f"../{outside.name}", "outside the catalog root")
     return rows, bad, good

@@ -29,7 +29,8 @@ class ExtractRequest:
 
     ``server`` is a Triton gRPC endpoint (``host:port``); without it the model runs in this process from
     ``repo`` (onnxruntime). ``hop_s`` None: the window length. ``frame_layers`` None with ``frames``: every
-    hidden state. ``shard``: (I, N) processes blocks k with k % N == I.
+    hidden state. ``shard``: (I, N) processes blocks k with k % N == I. ``scratch``: where decoded tracks
+    wait to be windowed (4 bytes per sample at the model's rate, a few tracks at a time; None: the temp folder).
     """
 
     catalog: Path
@@ -49,6 +50,9 @@ class ExtractRequest:
     deadline_s: float = 120.0
     block_tracks: int = 64
     root: Path | None = None
+    follow_symlinks: bool = True
+    retry_failed: bool = False
+    scratch: Path | None = None
     progress: bool = True
 
     def check(self) -> None:
@@ -76,7 +80,7 @@ def extract(request: ExtractRequest) -> Summary:
     """Run this process's shard of the extraction the request describes and return its summary."""
     request.check()
     windowing = request.windowing
-    entries = load_catalog(request.catalog, request.root)
+    entries = load_catalog(request.catalog, request.root, request.follow_symlinks)
     if not entries:
         raise ValueError(f"catalog {request.catalog} lists no audio files")
     engine = open_engine(request)
@@ -85,14 +89,17 @@ def extract(request: ExtractRequest) -> Summary:
         check_model(request, info)
         frame_layers = checked_layers(request.frame_layers, info.num_hidden_states) if request.frames else ()
         settings = JobSettings(windowing, Preparation(info.sample_rate, info.normalize_input, request.crop_s),
-                               frame_layers, request.batch, request.decoders, request.shard)
+                               frame_layers, request.batch, request.decoders, request.shard, request.scratch)
         store = Store(request.store, store_attrs(info, settings), [entry.id for entry in entries],
                       request.block_tracks)
+        retried = store.reopen_failed() if request.retry_failed else 0
         index, count = request.shard
         planned = sum(len(store.block_range(k)) for k in range(index, store.num_blocks, count))
         progress = Progress(planned, enabled=request.progress)
         try:
-            return ExtractionJob(entries, store, engine, settings, progress).run()
+            summary = ExtractionJob(entries, store, engine, settings, progress).run()
+            summary.retried = retried
+            return summary
         finally:
             progress.close()
     finally:
@@ -152,9 +159,12 @@ def render_summary(summary: Summary, store: Path) -> str:
     lines += [f"  failed {track_id}: {error}" for track_id, error in summary.failures[:50]]
     if len(summary.failures) > 50:
         lines.append(f"  ... and {len(summary.failures) - 50} more (see track_error in the store)")
+    if summary.retried:
+        lines.append(f"  retried {summary.retried} failed track(s) (--retry-failed)")
     if summary.finalized:
         done, failed = StoreReader(store).status_counts()
         lines.append(f"store {store}: complete, {done} tracks done and {failed} failed in all")
     else:
-        lines.append(f"store {store}: incomplete (blocks of other shards pending; rerun or wait for them)")
+        lines.append(f"store {store}: incomplete (blocks of other shards pending; rerun or wait for them); "
+                     f"{summary.failed_in_store} failed in the blocks done so far")
     return "\n".join(lines)

@@ -1,12 +1,13 @@
 """The extraction pipeline: decode in worker processes -> window -> batch -> engine -> one block write.
 
 Three stages overlap:
-  * a process pool decodes tracks ahead of need (at most ``prefetch`` tracks in flight, catalog order);
-  * the main thread cuts windows, batches full windows of a block's tracks together (equal lengths, never
+  * decoder processes (``Decoders``) stream tracks ahead of need into scratch files of model-rate samples
+    (at most 2 x workers + 2 tracks ahead, catalog order), so no track is ever whole in memory;
+  * the main thread reads windows from those files, batches full windows of a block's tracks together (equal lengths, never
     padded) and sends every shorter tail window alone at its true length, keeping at most
     ``engine.max_in_flight`` requests running (threads);
   * a writer thread waits for a block's requests, assembles the block in catalog order and writes it whole
-    (see store.py for why the block is the write unit).
+    (see ``store`` for why the block is the write unit).
 Batches never cross blocks, so a block's results do not depend on which process or run computed it.
 """
 
@@ -15,34 +16,45 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import contextlib
+import logging
 import multiprocessing
 import queue
+import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 
 from marblekit.core.served_model import HIDDEN_STATES, POOLED
-from marblekit.core.store_layout import DONE, FAILED
+from marblekit.core.store_layout import DONE, FAILED, storable_text
 
-from .audio import Preparation, prepare_track
+from .audio import Preparation, Prepared, prepare_track
 from .catalog import Entry
 from .engine import Engine, InferenceError
 from .progress import Progress
 from .store import Block, Store
 from .windows import Windowing
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class JobSettings:
+    """``scratch``: where decoded tracks wait to be windowed (None: the system's temporary folder)."""
+
     windowing: Windowing
     preparation: Preparation
     frame_layers: tuple[int, ...] = ()
     batch: int = 8
     workers: int = 2
     shard: tuple[int, int] = (0, 1)
+    scratch: Path | None = None
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -51,6 +63,9 @@ class JobSettings:
 
 @dataclass
 class Summary:
+    """What one run did (``done``, ``failed``, ...: this run's tracks) and the state of the whole store
+    (``failed_in_store``: failed tracks of every block done so far, by any run or process)."""
+
     done: int = 0
     failed: int = 0
     skipped: int = 0
@@ -59,6 +74,8 @@ class Summary:
     wall_s: float = 0.0
     finalized: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+    failed_in_store: int = 0
+    retried: int = 0
 
 
 @dataclass
@@ -108,9 +125,13 @@ class ExtractionJob:
         writer = threading.Thread(target=self._writer, name="block-writer", daemon=True)
         writer.start()
         try:
-            with _decoder_pool(self.settings.workers) as pool:
-                for work, decoded in self._decoded_blocks(pool):
-                    self._feed(work, decoded)
+            with tempfile.TemporaryDirectory(prefix="marblekit-decoded-", dir=self.settings.scratch) as scratch, \
+                    Decoders(self.settings.workers, self.settings.preparation, Path(scratch)) as decoders:
+                for work, local, pending in self._tracks_ahead(decoders):
+                    self._feed(work, local, decoders.result(self.entries[work.tracks[local]], pending))
+                    if local == len(work.tracks) - 1:
+                        self._flush_full(work)
+                        self._written.put(work)
                     self._check_writer()
         finally:
             self._written.put(None)
@@ -119,6 +140,7 @@ class ExtractionJob:
         self._check_writer()
         self.summary.wall_s = time.perf_counter() - started
         self.summary.finalized = self.store.finalize_if_complete()
+        self.summary.failed_in_store = self.store.failed_tracks()
         return self.summary
 
     def _check_writer(self) -> None:
@@ -146,57 +168,47 @@ class ExtractionJob:
             self.summary.skipped += len(tracks)
         self.progress.skip(len(tracks))
 
-    def _decoded_blocks(self, pool: cf.Executor) -> Iterator[tuple[_BlockWork, list]]:
-        """Each claimed block with its tracks' decode futures, submitted ahead of use (bounded)."""
-        ahead: collections.deque[tuple[_BlockWork, list]] = collections.deque()
-        in_flight = 0
-        limit = max(4 * self.settings.workers, 8)
+    def _tracks_ahead(self, decoders: Decoders) -> Iterator[tuple[_BlockWork, int, Pending]]:
+        """Every track of my claimed blocks in catalog order with its decoding, submitted at most
+        ``prefetch`` tracks ahead of use (decoded tracks wait on the scratch disk, so this bounds it)."""
+        ahead: collections.deque[tuple[_BlockWork, int, Pending]] = collections.deque()
+        prefetch = 2 * self.settings.workers + 2
         for work in self._claimed_blocks():
-            futures = [self._submit_decode(pool, self.entries[t]) for t in work.tracks]
-            ahead.append((work, futures))
-            in_flight += len(futures)
-            while in_flight > limit and len(ahead) > 1:
-                done = ahead.popleft()
-                in_flight -= len(done[1])
-                yield done
+            for local, track in enumerate(work.tracks):
+                ahead.append((work, local, decoders.submit(self.entries[track])))
+                if len(ahead) > prefetch:
+                    yield ahead.popleft()
         while ahead:
             yield ahead.popleft()
 
-    def _submit_decode(self, pool: cf.Executor, entry: Entry) -> cf.Future:
-        if entry.error:
-            future: cf.Future = cf.Future()
-            future.set_result((None, entry.error))
-            return future
-        return pool.submit(prepare_track, entry.path, entry.start, entry.end, self.settings.preparation)
-
-    def _feed(self, work: _BlockWork, decoded: list[cf.Future]) -> None:
-        for local, future in enumerate(decoded):
-            waveform, error = future.result()
-            if waveform is not None:
-                bounds = self.settings.windowing.bounds(len(waveform), self.rate)
-                error = "" if bounds else self._too_short(len(waveform))
-                work.audio_s += len(waveform) / self.rate
+    def _feed(self, work: _BlockWork, local: int, decoded: tuple[Prepared | None, str]) -> None:
+        """Cut one decoded track into windows and send them; its scratch file goes once they are read."""
+        prepared, error = decoded
+        if prepared is not None:
+            try:
+                bounds = self.settings.windowing.bounds(prepared.samples, self.rate)
+                error = "" if bounds else self._too_short(prepared.samples)
+                work.audio_s += prepared.samples / self.rate
                 if not error:
-                    self._add_windows(work, local, waveform, bounds)
-            work.errors[local] = error
-        self._flush_full(work)
-        self._written.put(work)
+                    self._add_windows(work, local, prepared, bounds)
+            finally:
+                prepared.path.unlink(missing_ok=True)
+        work.errors[local] = storable_text(error)  # a decoder's message may quote a non-UTF-8 file name
 
     def _too_short(self, samples: int) -> str:
         return f"{samples / self.rate:.2f} s of audio after cropping; at least 1 s is needed for one window"
 
-    def _add_windows(self, work: _BlockWork, local: int, waveform: np.ndarray, bounds: list[tuple[int, int]]) \
-            -> None:
+    def _add_windows(self, work: _BlockWork, local: int, prepared: Prepared, bounds: list[tuple[int, int]]) -> None:
         full = int(round(self.settings.windowing.window_s * self.rate))
         for start, stop in bounds:
             slot = len(work.windows)
             work.windows.append(_Window(local, start, stop - start))
             if stop - start == full:
-                work.pending_full.append((slot, waveform[start:stop]))
+                work.pending_full.append((slot, prepared.read(start, stop)))
                 if len(work.pending_full) == self.settings.batch:
                     self._flush_full(work)
             else:
-                self._submit(work, [slot], waveform[None, start:stop])
+                self._submit(work, [slot], prepared.read(start, stop)[None])
 
     def _flush_full(self, work: _BlockWork) -> None:
         if work.pending_full:
@@ -273,9 +285,83 @@ class ExtractionJob:
         self.progress.advance(len(work.tracks), work.audio_s)
 
 
-@contextlib.contextmanager
-def _decoder_pool(workers: int) -> Iterator[cf.Executor]:
-    """Worker processes (forkserver: never fork a process that runs gRPC or onnxruntime threads)."""
-    context = multiprocessing.get_context("forkserver")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield pool
+@dataclass(frozen=True)
+class Pending:
+    """A track's decoding: its future and the pool that runs it."""
+
+    future: cf.Future
+    pool: cf.ProcessPoolExecutor | None
+
+
+class Decoders:
+    """The decoder processes (forkserver: never fork a process that runs gRPC or onnxruntime threads).
+
+    A decoder that dies (the OOM killer on a huge file, a crashing codec) breaks the pool: the pool is
+    started again and every track it held is decoded again alone, in a process of its own, so only the
+    track that kills its decoder fails ("decoder process died (signal N)") and the job goes on."""
+
+    def __init__(self, workers: int, preparation: Preparation, scratch: Path):
+        self.workers, self.preparation, self.scratch = workers, preparation, scratch
+        self.context = multiprocessing.get_context("forkserver")
+        self.pool = self._start()
+
+    def _start(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context)
+
+    def submit(self, entry: Entry) -> Pending:
+        if entry.error:
+            future: cf.Future = cf.Future()
+            future.set_result((None, entry.error))
+            return Pending(future, None)
+        try:
+            return Pending(self._submit(entry), self.pool)
+        except BrokenProcessPool:
+            self._restart(self.pool)
+            return Pending(self._submit(entry), self.pool)
+
+    def _submit(self, entry: Entry) -> cf.Future:
+        return self.pool.submit(prepare_track, entry.path, entry.start, entry.end, self.preparation, self.scratch)
+
+    def result(self, entry: Entry, pending: Pending) -> tuple[Prepared | None, str]:
+        try:
+            return pending.future.result()
+        except BrokenProcessPool:
+            self._restart(pending.pool)
+            return self._alone(entry)
+
+    def _restart(self, broken: cf.ProcessPoolExecutor | None) -> None:
+        if broken is self.pool:
+            log.warning("a decoder process died; restarting the decoders and decoding its tracks one by one")
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._start()
+
+    def _alone(self, entry: Entry) -> tuple[Prepared | None, str]:
+        """Decode one track in a process of its own, to learn whether it is the one that kills its decoder."""
+        receiver, sender = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=_decode_alone, name="decoder", daemon=True,
+                                       args=(sender, entry.path, entry.start, entry.end, self.preparation,
+                                             self.scratch))
+        process.start()
+        sender.close()
+        try:
+            decoded = receiver.recv()
+        except EOFError:  # it died before answering
+            decoded = None
+        process.join()
+        if decoded is None:
+            code = process.exitcode or 0
+            cause = f"signal {-code}: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            return None, f"decoder process died ({cause})"
+        return decoded
+
+    def __enter__(self) -> Decoders:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+def _decode_alone(sender: Connection, path: Path, start: float, end: float | None, how: Preparation,
+                  scratch: Path) -> None:
+    sender.send(prepare_track(path, start, end, how, scratch))
+    sender.close()

@@ -16,6 +16,7 @@ buckets and consolidates the metadata. Local filesystems only (flock).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -26,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from marblekit.core.store_layout import (ATTRS_KEY, DONE_MARKERS, FRAMES, POOLED, TRACK_ERROR, TRACK_ID,
-                                         TRACK_STATUS, WINDOW_LENGTH, WINDOW_START, WINDOW_TRACK, ArraySpec,
-                                         FlatArrays, Layout, StoreAttrs, create_array, create_store, mark_finalized,
-                                         read_layout)
+from marblekit.core.store_layout import (ATTRS_KEY, DONE_MARKERS, FAILED, FRAME_OFFSETS, FRAMES, LAYOUT_KEY,
+                                         POOLED, TRACK_ERROR, TRACK_ID, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START,
+                                         WINDOW_TRACK, ArraySpec, FlatArrays, Layout, StoreAttrs, consolidate,
+                                         create_array, create_store, mark_finalized, read_layout, storable_text)
 
 LOCKS = ".marblekit-locks"
 BUCKETS = "blocks"
@@ -133,11 +134,15 @@ class Store:
 
     def write_block(self, block: Block) -> None:
         """Write the block's bucket (each array one object), then mark it done; call holding its lock."""
+        self._write_bucket(block)
+        zarr.open_array(self.path / DONE_MARKERS, mode="r+")[block.index] = 1
+
+    def _write_bucket(self, block: Block) -> None:
         bucket = self.group.require_group(BUCKETS).create_group(f"{block.index:06d}", overwrite=True)
         arrays: list[tuple[ArraySpec, np.ndarray]] = [
             (POOLED, block.pooled), (WINDOW_TRACK, block.window_track), (WINDOW_START, block.window_start),
             (WINDOW_LENGTH, block.window_length), (TRACK_STATUS, block.track_status),
-            (TRACK_ERROR, np.array(block.track_error, dtype=str)),
+            (TRACK_ERROR, np.array([storable_text(error) for error in block.track_error], dtype=str)),
         ]
         if block.frames is not None and block.frame_counts is not None:
             arrays += [(FRAMES, block.frames), (FRAME_COUNTS, block.frame_counts)]
@@ -145,18 +150,70 @@ class Store:
             array = create_array(bucket, spec, values.shape, (max(values.shape[0], 1),) + values.shape[1:])
             if values.shape[0]:
                 array[...] = values
-        zarr.open_array(self.path / DONE_MARKERS, mode="r+")[block.index] = 1
 
     def finalize_if_complete(self) -> bool:
-        """Build the flat arrays once every block is done (idempotent, one finaliser at a time)."""
+        """Build the flat arrays once every block is done (idempotent, one finaliser at a time); a
+        finalisation cut short after the store was marked complete is finished here."""
         with self.store_lock():
             self.group = zarr.open_group(self.path, mode="r+", use_consolidated=False)
             if self.finalized:
+                self._clean_up()
                 return True
             if not self.done_blocks().all():
                 return False
             self._finalize()
             return True
+
+    def _clean_up(self) -> None:
+        """Remove the buckets and consolidate the metadata of what remains (safe to repeat)."""
+        shutil.rmtree(self.path / BUCKETS, ignore_errors=True)
+        consolidate(self.path)
+
+    def failed_tracks(self) -> int:
+        """Tracks recorded as failed in the whole store so far: every block done, whichever process did it."""
+        if self.finalized:
+            return int((self.group[TRACK_STATUS.name][...] == FAILED).sum())
+        done = np.flatnonzero(self.done_blocks())
+        return sum(int((self._bucket(k)[TRACK_STATUS.name][...] == FAILED).sum()) for k in done)
+
+    def reopen_failed(self) -> int:
+        """Make the blocks that hold failed tracks pending again (``--retry-failed``); returns how many
+        failed tracks they hold. A finalised store is first turned back into blocks: its flat arrays are
+        copied into buckets, so this costs about what a finalisation costs."""
+        with self.store_lock():
+            self.group = zarr.open_group(self.path, mode="r+", use_consolidated=False)
+            if self.finalized:
+                self._unfinalize()
+            done = self.done_blocks()
+            markers = zarr.open_array(self.path / DONE_MARKERS, mode="r+")
+            failed = 0
+            for index in np.flatnonzero(done):
+                in_block = int((self._bucket(index)[TRACK_STATUS.name][...] == FAILED).sum())
+                if in_block:
+                    markers[index] = 0
+                    failed += in_block
+            return failed
+
+    def _unfinalize(self) -> None:
+        """Copy every block of the flat arrays back into its bucket, then mark the store incomplete."""
+        flat = {spec.name: self.group[spec.name] for spec in (POOLED, WINDOW_TRACK, WINDOW_START, WINDOW_LENGTH,
+                                                               TRACK_STATUS, TRACK_ERROR)}
+        window_track = flat[WINDOW_TRACK.name][...]
+        frames = bool(self.attrs.frame_layers)
+        offsets = self.group[FRAME_OFFSETS.name][...] if frames else None
+        for index in range(self.num_blocks):
+            tracks = self.block_range(index)
+            first, last = np.searchsorted(window_track, [tracks.start, tracks.stop])
+            block = Block(index, flat[TRACK_STATUS.name][tracks.start:tracks.stop],
+                          flat[TRACK_ERROR.name][tracks.start:tracks.stop].tolist(),
+                          flat[POOLED.name][first:last], window_track[first:last],
+                          flat[WINDOW_START.name][first:last], flat[WINDOW_LENGTH.name][first:last])
+            if offsets is not None:
+                block.frames = self.group[FRAMES.name][offsets[first]:offsets[last]]
+                block.frame_counts = np.diff(offsets[first:last + 1])
+            self._write_bucket(block)
+        layout = dataclasses.replace(read_layout(self.group, str(self.path)), finalized=False)
+        self.group.attrs[LAYOUT_KEY] = dataclasses.asdict(layout)
 
     def _bucket(self, index: int) -> zarr.Group:
         return zarr.open_group(self.path / BUCKETS / f"{index:06d}", mode="r", use_consolidated=False)
@@ -179,4 +236,5 @@ class Store:
             window_offset += counts[index]
             frame_offset += frame_counts[index]
         flat.finish()
-        mark_finalized(self.group, self.path, cleanup=lambda: shutil.rmtree(self.path / BUCKETS))
+        mark_finalized(self.group, self.path)
+        self._clean_up()

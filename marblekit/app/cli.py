@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from marblekit.app.exit_codes import EPILOG, ExitCode, exit_code_of
 from marblekit.app.subcommands import add_subcommands
 
 #: subcommand -> (module that defines ``add_arguments(parser)`` and ``run(args) -> int``, one-line help)
@@ -28,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """The parser of ``argv``: every command listed, the flags of the one ``argv`` names."""
     parser = argparse.ArgumentParser(
-        prog="marblekit",
+        prog="marblekit", epilog=EPILOG,
         description="Features from pre-trained music audio models for whole catalogs, served by Triton, "
         "stored in Zarr and scored on the MARBLE benchmark.",
     )
@@ -46,12 +47,18 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "run", None):
         parser.print_help()
-        return 2
+        return ExitCode.USAGE
     try:
         return int(args.run(args) or 0)
-    except (ValueError, OSError) as err:  # bad input, a missing file, a full disk, a lost server
+    except KeyboardInterrupt:
+        print(f"marblekit {args.command}: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except Exception as err:
+        code = exit_code_of(err)
+        if code is None:
+            raise
         print(f"marblekit {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return code
 
 
 if __name__ == "__main__":

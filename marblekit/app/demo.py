@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from marblekit.app.exit_codes import GateFailed, TracksFailed
 from marblekit.core.backbones import BackboneSpec, get_backbone
 from marblekit.core.task_format import read_header
 from marblekit.export.pipeline import export_model
@@ -97,7 +98,7 @@ def export_backbones(settings: DemoSettings) -> Path:
                           seed=settings.seed)
     print(report.summary())
     if not report.parity_ok:
-        raise RuntimeError(f"{mert.name}: the exported graph failed its parity check")
+        raise GateFailed(f"{mert.name}: the exported graph failed its parity check")
     if settings.checkpoint is None:
         print(f"  NOTE: {mert.name} has seeded RANDOM weights (no --checkpoint): its scores show the "
               f"machinery, not what MERT learned")
@@ -117,7 +118,7 @@ def extract_all(settings: DemoSettings, suite: Path, url: str) -> dict[tuple[str
             summary = extract(request)
             print(render_summary(summary, store))
             if summary.failed or not summary.finalized:
-                raise RuntimeError(f"extracting {task_name} with {backbone} failed; see the messages above")
+                raise TracksFailed(f"extracting {task_name} with {backbone} failed; see the messages above")
             stores[backbone, task_name] = store
     return stores
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from marblekit.app.exit_codes import EPILOG
+
 
 def add_subcommands(subparsers: argparse._SubParsersAction, table: dict[str, tuple[str, str]],
                     argv: list[str]) -> None:
@@ -23,7 +25,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction, table: dict[str, tup
             continue
         module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         group = getattr(module, "SUBCOMMANDS", None)
         if group is None:
             module.add_arguments(sub)

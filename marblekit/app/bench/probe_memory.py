@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from marblekit.app.bench.measure import run_measured, total_memory_gib, work_folder
 from marblekit.app.bench.probe import TASK, store_attrs, task_folder
-from marblekit.core.store_layout import DONE, ROW_CHUNK, FlatArrays, Layout, create_store, mark_finalized
+from marblekit.core.store_layout import DONE, ROW_CHUNK, FlatArrays, Layout, consolidate, create_store, mark_finalized
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +47,9 @@ def bench_probe_memory(windows: int = 477_000, windows_per_track: int = 9, layer
     with work_folder(workdir, "marblekit-bench-probe-memory-") as folder:
         store, task_dir = _large_store(folder, windows, windows_per_track, layers, dim, classes, seed)
         out = folder / "probe"
-        command = [sys.executable, "-m", "marblekit.app.cli", "probe", str(store), "--task", TASK, "--data", str(task_dir),
-                   "--out", str(out), "--memory-gb", str(memory_gb), "--scratch", str(folder / "scratch"),
+        command = [sys.executable, "-m", "marblekit.app.cli", "probe", str(store), "--task", TASK,
+                   "--data", str(task_dir), "--out", str(out), "--memory-gb", str(memory_gb),
+                   "--scratch", str(folder / "scratch"),
                    "--max-epochs", str(max_epochs), "--seed", str(seed), "--learning-rates",
                    *[str(lr) for lr in learning_rates]]
         seconds, cpu, peak, peak_anonymous = run_measured(command)
@@ -90,4 +91,5 @@ def _large_store(folder: Path, windows: int, windows_per_track: int, layers: int
                           np.full(len(tracks), DONE, np.uint8), [""] * len(tracks))
     flat.finish()
     mark_finalized(group, store)
+    consolidate(store)
     return store, task_folder(folder, classes, ids, splits, labels)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from marblekit.app.exit_codes import ExitCode
 from marblekit.core.backbones import BACKBONES
 
 
@@ -39,4 +40,4 @@ def run(args: argparse.Namespace) -> int:
                           random_init=args.random_init, seed=args.seed, precision=args.precision,
                           tensorrt=args.format == "tensorrt", check_parity=not args.no_parity)
     print(report.summary())
-    return 0 if report.parity_ok else 1
+    return ExitCode.OK if report.parity_ok else ExitCode.GATE_FAILED

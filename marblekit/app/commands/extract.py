@@ -1,7 +1,12 @@
 """Extract features of a whole catalog into a Zarr v3 store, as MARBLE does: decode, mono, crop, resample,
 z-normalise the clip (when the backbone asks for it), non-overlapping windows (the last one kept at its true
 length when >= 1 s), time-mean of every hidden state per window. Resumable: the same command again skips
-finished blocks of tracks; several processes (--shard i/n) may write one store at once."""
+finished blocks of tracks; several processes (--shard i/n) may write one store at once.
+
+A directory catalog is walked following symbolic links (as find -L; loops and dangling links fail alone);
+file names that are not UTF-8 get ids with those bytes as %XX. Exit status: 0 every track of the store done,
+1 some tracks of the store failed (this run or an earlier one; --retry-failed tries them again), 2 bad flags or
+arguments, 3 the Triton server stayed unavailable, 5 another error (the message says which)."""
 
 from __future__ import annotations
 
@@ -20,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model name in the repository / on the server")
     parser.add_argument("--store", required=True, type=Path, help="Zarr v3 store directory to write or resume")
     parser.add_argument("--root", type=Path,
-                        help="manifest paths are relative to this directory and must stay inside it "
-                             "(default: the manifest's directory, not enforced)")
+                        help="manifest paths are relative to this directory and must stay inside it, by their "
+                             "spelling (default: the manifest's directory)")
     transport = parser.add_mutually_exclusive_group(required=True)
     transport.add_argument("--server", metavar="HOST:PORT", help="Triton gRPC endpoint")
     transport.add_argument("--engine", choices=("local",), help="local: onnxruntime in this process, no server")
@@ -41,7 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-tracks", type=int, default=64,
                         help="tracks per block, the unit of work and of writing (default 64)")
     parser.add_argument("--allow-failures", action="store_true",
-                        help="exit 0 even when some files could not be extracted")
+                        help="exit 0 even when some tracks of the store failed")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="extract the store's failed tracks again (a complete store is reopened for it)")
+    parser.add_argument("--no-follow-symlinks", action="store_true",
+                        help="a directory catalog ignores symbolic links instead of following them")
+    parser.add_argument("--scratch", type=Path,
+                        help="folder where decoded tracks wait to be windowed: about 350 MB per audio-hour at "
+                             "24 kHz, for 2 x workers + 2 tracks at a time (default: the temp folder)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -71,7 +83,8 @@ def request_of(args: argparse.Namespace) -> "ExtractRequest":
         window_s=args.window, hop_s=args.hop, crop_s=args.crop, frames=args.frames,
         frame_layers=parse_layers(args.layers), shard=parse_shard(args.shard), workers=args.workers,
         batch=args.batch, in_flight=args.in_flight, deadline_s=args.deadline, block_tracks=args.block_tracks,
-        root=args.root, progress=not args.no_progress)
+        root=args.root, follow_symlinks=not args.no_follow_symlinks, retry_failed=args.retry_failed, scratch=args.scratch,
+        progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,4 +92,4 @@ def run(args: argparse.Namespace) -> int:
 
     summary = extract(request_of(args))
     print(render_summary(summary, args.store))
-    return 1 if summary.failed and not args.allow_failures else 0
+    return 1 if summary.failed_in_store and not args.allow_failures else 0

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from marblekit.app.exit_codes import ExitCode
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo", type=Path, default=Path("model_repository"),
@@ -33,7 +35,7 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marblekit.serving.embedded import EmbeddedTriton, TritonStartupError
+    from marblekit.serving.embedded import EmbeddedTriton
 
     models = [name.strip() for name in args.models.split(",") if name.strip()] if args.models else None
     server = EmbeddedTriton(args.repo, models, host=args.host, grpc_port=args.grpc_port, http_port=args.http_port,
@@ -46,10 +48,7 @@ def run(args: argparse.Namespace) -> int:
             print("Ctrl-C stops it.", flush=True)
             status = server.wait()
             print(f"tritonserver exited by itself with status {status}\n{server.log_tail()}", file=sys.stderr)
-            return 1
-    except TritonStartupError as err:
-        print(f"marblekit serve: error: {err}", file=sys.stderr)
-        return 1
+            return ExitCode.ERROR
     except KeyboardInterrupt:
         print("stopped", flush=True)
-        return 0
+        return ExitCode.OK

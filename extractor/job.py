@@ -122,6 +122,8 @@ class ExtractionJob:
 
     def run(self) -> Summary:
         started = time.perf_counter()
+        if self.settings.scratch is not None:
+            self.settings.scratch.mkdir(parents=True, exist_ok=True)
         writer = threading.Thread(target=self._writer, name="block-writer", daemon=True)
         writer.start()
         try:

@@ -18,7 +18,9 @@ import concurrent.futures as cf
 import contextlib
 import logging
 import multiprocessing
+import os
 import queue
+import shutil
 import signal
 import tempfile
 import threading
@@ -42,6 +44,26 @@ from .store import Block, Store
 from .windows import Windowing
 
 log = logging.getLogger(__name__)
+#: scratch folders are named after the process that owns them, so a later run can remove those of dead ones
+SCRATCH_PREFIX = "marblekit-decoded-"
+
+
+def remove_stale_scratch(root: Path) -> None:
+    """Remove the scratch folders that processes killed before they could clean up (kill -9) left in ``root``."""
+    for folder in root.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -122,12 +144,13 @@ class ExtractionJob:
 
     def run(self) -> Summary:
         started = time.perf_counter()
-        if self.settings.scratch is not None:
-            self.settings.scratch.mkdir(parents=True, exist_ok=True)
+        scratch_root = Path(self.settings.scratch or tempfile.gettempdir())
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        remove_stale_scratch(scratch_root)
         writer = threading.Thread(target=self._writer, name="block-writer", daemon=True)
         writer.start()
         try:
-            with tempfile.TemporaryDirectory(prefix="marblekit-decoded-", dir=self.settings.scratch) as scratch, \
+            with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_root) as scratch, \
                     Decoders(self.settings.workers, self.settings.preparation, Path(scratch)) as decoders:
                 for work, local, pending in self._tracks_ahead(decoders):
                     self._feed(work, local, decoders.result(self.entries[work.tracks[local]], pending))

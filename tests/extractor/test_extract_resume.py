@@ -81,15 +81,17 @@ def test_kill_9_at_random_moments_then_resume_equals_one_run(catalog: Path, mode
     rng = random.Random(1234)
     landed = []  # blocks done when each kill landed
     # during start-up, after a few more blocks (twice), and once all are done (in or after finalising)
+    scratch = ("--scratch", str(tmp_path / "scratch"))
     for more in (0, rng.randint(1, 4), rng.randint(2, 5), total):
         target = min(done_blocks(store) + more, total)
-        if kill_when(start(command(catalog, store, model_repo)), store, target, rng):
+        if kill_when(start(command(catalog, store, model_repo, *scratch)), store, target, rng):
             landed.append(done_blocks(store))
     print("blocks done at each kill:", landed, "of", total)
     assert sum(0 < blocks < total for blocks in landed) >= 2, f"too few kills landed mid-run: {landed}"
-    out = finish(start(command(catalog, store, model_repo)))
+    out = finish(start(command(catalog, store, model_repo, *scratch)))
     assert f": complete, {TRACKS} tracks done and 1 failed in all" in out
     assert_same_store(open_pooled(store), expected)
+    assert not any((tmp_path / "scratch").iterdir()), "decoded tracks of killed runs were left on the scratch disk"
 
 
 def test_a_finished_store_is_skipped_and_other_settings_are_refused(catalog: Path, model_repo: Path, reference,

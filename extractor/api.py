@@ -11,16 +11,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from marblekit.core.audio_input import Preparation
 from marblekit.core.served_model import ServedModel
 from marblekit.core.store_layout import StoreAttrs, StoreReader
+from marblekit.core.windows import MIN_WINDOW_S, Windowing
 
-from .audio import Preparation
 from .catalog import load_catalog
 from .engine import Engine
 from .job import ExtractionJob, JobSettings, Summary
 from .progress import Progress
 from .store import Store
-from .windows import MIN_WINDOW_S, Windowing
 
 
 @dataclass(frozen=True)

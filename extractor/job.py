@@ -33,15 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from marblekit.core.audio_input import Preparation, Prepared, prepare_track
 from marblekit.core.served_model import HIDDEN_STATES, POOLED
 from marblekit.core.store_layout import DONE, FAILED, storable_text
+from marblekit.core.windows import Windowing
 
-from .audio import Preparation, Prepared, prepare_track
 from .catalog import Entry
 from .engine import Engine, InferenceError
 from .progress import Progress
 from .store import Block, Store
-from .windows import Windowing
 
 log = logging.getLogger(__name__)
 #: scratch folders are named after the process that owns them, so a later run can remove those of dead ones

@@ -1,2 +1,3 @@
-"""The contracts every stage agrees on, each written once: backbone specs, the served model's I/O, the feature
-store's layout, the synthetic-task format, key names and checksums. The core imports no stage."""
+"""The contracts every stage agrees on, each written once: backbone specs, the served model's I/O, how audio
+becomes model input (decoding, resampling, normalisation, MARBLE windows), the feature store's layout, the
+task format, key names and checksums. The core imports no stage."""

@@ -15,12 +15,15 @@ is wrong with the file, so the caller can record it per track.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -91,8 +94,34 @@ def stream(path: Path, start: float, end: float | None, how: Preparation,
     """Hand the model-rate mono float32 samples of ``path[start:end]`` (cropped to ``how.crop_s``) to
     ``sink`` block by block; returns their statistics."""
     _check_readable(path)
-    stats, decoded, bad = Statistics(), 0, 0
     blocks, rate = decode(path, start, end if how.crop_s is None else _crop_end(start, end, how.crop_s))
+    until = "the end" if end is None else f"{end:g} s"
+    return _prepare_blocks(blocks, rate, how, sink, f"between {start:g} s and {until}")
+
+
+def stream_bytes(data: bytes, how: Preparation, sink: Callable[[np.ndarray], None]) -> Statistics:
+    """The same for an audio file's bytes (the feature service's requests), decoded exactly as a file."""
+    if not data:
+        raise AudioError("empty audio (0 bytes)")
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        _check_wav_length(io.BytesIO(data), len(data))
+    blocks, rate = decode(io.BytesIO(data), 0.0, how.crop_s)
+    return _prepare_blocks(blocks, rate, how, sink, "in the audio")
+
+
+def stream_pcm(samples: np.ndarray, rate: int, how: Preparation, sink: Callable[[np.ndarray], None]) -> Statistics:
+    """The same for raw samples ``[frames, channels]`` at ``rate``."""
+    if rate <= 0:
+        raise AudioError(f"sample rate must be positive, got {rate}")
+    last = len(samples) if how.crop_s is None else min(len(samples), int(round(how.crop_s * rate)))
+    blocks = (samples[first:min(first + BLOCK_FRAMES, last)] for first in range(0, last, BLOCK_FRAMES))
+    return _prepare_blocks(blocks, rate, how, sink, "in the audio")
+
+
+def _prepare_blocks(blocks: Iterable[np.ndarray], rate: int, how: Preparation, sink: Callable[[np.ndarray], None],
+                    where: str) -> Statistics:
+    """Mix down, check and resample decoded ``[frames, channels]`` blocks, handing them to ``sink``."""
+    stats, decoded, bad = Statistics(), 0, 0
     resampler = soxr.ResampleStream(rate, how.sample_rate, 1, dtype="float32", quality="HQ") \
         if rate != how.sample_rate else None
     for block in blocks:
@@ -103,7 +132,7 @@ def stream(path: Path, start: float, end: float | None, how: Preparation,
         mono = block.mean(axis=1, dtype=np.float32)
         _emit(resampler.resample_chunk(mono) if resampler else mono, stats, sink)
     if decoded == 0:
-        raise AudioError(f"no audio samples between {start:g} s and {'the end' if end is None else f'{end:g} s'}")
+        raise AudioError(f"no audio samples {where}")
     if bad:
         raise AudioError(f"{bad} of {decoded} decoded samples are NaN or infinite")
     if resampler:
@@ -159,13 +188,12 @@ def _check_readable(path: Path) -> None:
     if not head:
         raise AudioError(f"empty file (0 bytes): {path}")
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        _check_wav_length(path)
+        _check_wav_length(path, path.stat().st_size)
 
 
-def _check_wav_length(path: Path) -> None:
+def _check_wav_length(path: Path | BinaryIO, size: int) -> None:
     """libsndfile silently reads a cut-off WAV up to where it ends; compare with what the header declares."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
+    with (open(path, "rb") if isinstance(path, Path) else contextlib.nullcontext(path)) as handle:
         handle.seek(12)
         while True:
             header = handle.read(8)
@@ -181,12 +209,15 @@ def _check_wav_length(path: Path) -> None:
             handle.seek(length + (length & 1), 1)
 
 
-def decode(path: Path, start: float, end: float | None) -> tuple[Iterator[np.ndarray], int]:
-    """``[frames, channels]`` float32 blocks of ``[start, end)`` seconds, and the file's sample rate."""
-    try:
-        handle = sf.SoundFile(os.fsencode(path))  # bytes: any name the filesystem allows, UTF-8 or not
+def decode(source: Path | BinaryIO, start: float, end: float | None) -> tuple[Iterator[np.ndarray], int]:
+    """``[frames, channels]`` float32 blocks of ``[start, end)`` seconds, and the sample rate, of a file or of
+    an open binary stream (an audio file's bytes)."""
+    try:  # a path as bytes: any name the filesystem allows, UTF-8 or not
+        handle = sf.SoundFile(os.fsencode(source) if isinstance(source, Path) else source)
     except sf.LibsndfileError as sndfile_error:
-        return _decode_ffmpeg(path, start, end, str(sndfile_error))
+        if not isinstance(source, Path):
+            source.seek(0)
+        return _decode_ffmpeg(source, start, end, str(sndfile_error))
     return _sndfile_blocks(handle, start, end), handle.samplerate
 
 
@@ -202,19 +233,20 @@ def _sndfile_blocks(handle: sf.SoundFile, start: float, end: float | None) -> It
             raise AudioError(f"corrupt or truncated {handle.format} audio: {err}") from None
 
 
-def _decode_ffmpeg(path: Path, start: float, end: float | None,
+def _decode_ffmpeg(source: Path | BinaryIO, start: float, end: float | None,
                    sndfile_error: str) -> tuple[Iterator[np.ndarray], int]:
     import av
 
-    file = open(path, "rb")  # a file object: any name the filesystem allows
+    file = open(source, "rb") if isinstance(source, Path) else source  # a file object: any name allowed
+    what = source if isinstance(source, Path) else "the audio"
     try:
         container = av.open(file)
         if not container.streams.audio:
-            raise AudioError(f"no audio stream in {path} (libsndfile: {sndfile_error})")
+            raise AudioError(f"no audio stream in {what} (libsndfile: {sndfile_error})")
         audio = container.streams.audio[0]
         rate = audio.codec_context.sample_rate
         if rate is None:
-            raise AudioError(f"no audio samples decoded from {path}")
+            raise AudioError(f"no audio samples decoded from {what}")
     except av.FFmpegError as err:
         file.close()
         raise AudioError(f"not decodable as audio (libsndfile: {sndfile_error}; FFmpeg: {err})") from None

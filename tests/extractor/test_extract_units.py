@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 
 import pytest
 from extract_helpers import marble_windows
 
+from marblekit.core.windows import Windowing
 from marblekit.extractor.catalog import load_catalog
-from marblekit.extractor.windows import Windowing
 
 
 @pytest.mark.parametrize("seconds", [0.5, 0.999, 1.0, 4.2, 5.0, 5.5, 5.9999, 6.0, 17.3, 30.0, 31.0])

@@ -25,14 +25,14 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from marblekit.core.audio_input import Preparation, prepare
 from marblekit.core.backbones import get_backbone
 from marblekit.core.served_model import POOLED
+from marblekit.core.windows import Windowing
 from marblekit.export.loading import load_encoder
 from marblekit.export.pipeline import export_model
 from marblekit.extractor.api import ExtractRequest, extract
-from marblekit.extractor.audio import Preparation, prepare
 from marblekit.extractor.engine import LocalEngine
-from marblekit.extractor.windows import Windowing
 
 
 @dataclass(frozen=True)

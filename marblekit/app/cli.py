@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("marblekit.app.commands.export", "export a backbone to ONNX / TensorRT into a Triton repository"),
     "extract": ("marblekit.app.commands.extract", "extract a catalog's features into a resumable Zarr v3 store"),
     "serve": ("marblekit.app.commands.serve", "serve a model repository with the embedded CPU Triton"),
+    "serve-features": ("marblekit.app.commands.serve_features",
+                       "the feature service for apps: gRPC audio in, features out, in front of Triton"),
     "bench": ("marblekit.app.commands.bench", "benchmarks with side-by-side ratios: backbone, serve, extract, probe"),
     "synth": ("marblekit.app.commands.synth", "render the synthetic labelled music suite with FluidSynth"),
     "probe": ("marblekit.app.commands.probe",

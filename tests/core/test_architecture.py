@@ -54,6 +54,7 @@ def test_every_contract_is_kept(source: Path) -> None:
     ("extractor/leak.py", "import torch\n", "light"),
     ("serving/leak.py", "import marblekit.export.onnx_export\n", "light"),
     ("core/leak.py", "import marblekit.extractor.api\n", "layers"),
+    ("features/leak.py", "import marblekit.serving.feature_service\n", "layers"),
     ("extractor/leak.py", "import marblekit.app.demo\n", "layers"),
     ("probes/leak.py", "import marblekit.probes.run\n", "acyclic"),
 ])

@@ -7,7 +7,9 @@ tests all come through here.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,8 @@ class ExtractRequest:
     """One extraction: ``catalog`` (a folder or a .csv/.jsonl manifest) through ``model`` into ``store``.
 
     ``server`` is a Triton gRPC endpoint (``host:port``); without it the model runs in this process from
-    ``repo`` (onnxruntime). ``hop_s`` None: the window length. ``frame_layers`` None with ``frames``: every
+    ``repo`` (onnxruntime); ``retry_timeout_s`` is how long an unreachable or busy server is waited for, at
+    the start and mid-run. ``hop_s`` None: the window length. ``frame_layers`` None with ``frames``: every
     hidden state. ``shard``: (I, N) processes blocks k with k % N == I. ``scratch``: where decoded tracks
     wait to be windowed (4 bytes per sample at the model's rate, a few tracks at a time; None: the temp folder).
     """
@@ -48,6 +51,7 @@ class ExtractRequest:
     batch: int = 8
     in_flight: int = 4
     deadline_s: float = 120.0
+    retry_timeout_s: float = 120.0
     block_tracks: int = 64
     root: Path | None = None
     follow_symlinks: bool = True
@@ -64,6 +68,10 @@ class ExtractRequest:
         index, count = self.shard
         if not (count >= 1 and 0 <= index < count):
             raise ValueError(f"--shard {index}/{count}: need 0 <= I < N")
+        if self.deadline_s <= 0:
+            raise ValueError(f"--deadline must be positive, got {self.deadline_s:g}")
+        if self.retry_timeout_s < 0:
+            raise ValueError(f"--retry-timeout must be 0 (no retries) or more, got {self.retry_timeout_s:g}")
         if self.crop_s is not None and self.crop_s <= 0:
             raise ValueError(f"--crop must be positive, got {self.crop_s:g}")
 
@@ -83,8 +91,8 @@ def extract(request: ExtractRequest) -> Summary:
     entries = load_catalog(request.catalog, request.root, request.follow_symlinks)
     if not entries:
         raise ValueError(f"catalog {request.catalog} lists no audio files")
-    engine = open_engine(request)
-    try:
+    with contextlib.closing(Progress(enabled=request.progress)) as progress, \
+            contextlib.closing(open_engine(request, progress.waiting)) as engine:
         info = engine.info
         check_model(request, info)
         frame_layers = checked_layers(request.frame_layers, info.num_hidden_states) if request.frames else ()
@@ -94,25 +102,20 @@ def extract(request: ExtractRequest) -> Summary:
                       request.block_tracks)
         retried = store.reopen_failed() if request.retry_failed else 0
         index, count = request.shard
-        planned = sum(len(store.block_range(k)) for k in range(index, store.num_blocks, count))
-        progress = Progress(planned, enabled=request.progress)
-        try:
-            summary = ExtractionJob(entries, store, engine, settings, progress).run()
-            summary.retried = retried
-            return summary
-        finally:
-            progress.close()
-    finally:
-        engine.close()
+        progress.plan(sum(len(store.block_range(k)) for k in range(index, store.num_blocks, count)))
+        summary = ExtractionJob(entries, store, engine, settings, progress).run()
+    summary.retried = retried
+    return summary
 
 
-def open_engine(request: ExtractRequest) -> Engine:
-    """The engine the request asks for (imported lazily: the Triton client is not needed to run locally)."""
+def open_engine(request: ExtractRequest, notify: Callable[[str], None]) -> Engine:
+    """The engine the request asks for (imported lazily: the Triton client is not needed to run locally);
+    ``notify`` hears what a server engine waits for."""
     if request.server:
         from .triton import TritonEngine
 
         return TritonEngine(request.server, request.model, max_in_flight=request.in_flight,
-                            deadline_s=request.deadline_s)
+                            deadline_s=request.deadline_s, retry_timeout_s=request.retry_timeout_s, notify=notify)
     from .engine import LocalEngine
 
     return LocalEngine(request.repo, request.model)

@@ -2,22 +2,22 @@
 
 It asks only for the outputs the caller names (Triton then sends only those bytes: ``pooled`` is hundreds of
 times smaller than ``hidden_states``), gives every call a deadline, retries what a busy or restarting server
-answers (``RetryPolicy``), and turns Triton's status codes into errors that say what happened. The extractor's
-Triton engine is this client with a retry policy.
+answers for a time budget (``core.retry.RetryPolicy``), reconnects within about a second of a server coming
+back, and turns Triton's status codes into errors that say what happened. The extractor's Triton engine is
+this client with a retry policy.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from marblekit.core.retry import RECONNECT_OPTIONS, RetryPolicy
 from marblekit.core.served_model import INPUT, POOLED, ServedModel, served_model
 
 
@@ -33,23 +33,19 @@ class DeadlineExceeded(ServingError):
     """The server did not answer within the deadline (overloaded, or a long queue): retry later."""
 
 
+class ModelNotServed(ServingError):
+    """The server answers but does not have the model (a wrong name, or a model that failed to load)."""
+
+
 #: what a retry may cure; anything else (a bad request, a missing model) fails at once
 RETRYABLE = (ServerUnavailable, DeadlineExceeded)
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """``attempts`` calls at most, for RETRYABLE errors, after capped exponential backoff with jitter (so
-    clients that lost the server together do not come back together)."""
-
-    attempts: int = 1
-    first_delay_s: float = 0.5
-    max_delay_s: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
-        return min(self.first_delay_s * 2 ** (attempt - 1), self.max_delay_s) * random.uniform(0.5, 1.0)
+#: the channel of tritonclient's defaults (message sizes, keepalive) that also reconnects quickly
+CHANNEL_ARGS = [("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+                ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+                ("grpc.keepalive_time_ms", grpcclient.KeepAliveOptions().keepalive_time_ms),
+                ("grpc.keepalive_timeout_ms", grpcclient.KeepAliveOptions().keepalive_timeout_ms),
+                *RECONNECT_OPTIONS]
 
 
 def translate_error(err: InferenceServerException, url: str, model: str, timeout: float) -> ServingError:
@@ -57,9 +53,14 @@ def translate_error(err: InferenceServerException, url: str, model: str, timeout
     status, message = str(err.status() or ""), err.message()
     if status.endswith("UNAVAILABLE") and "protocol is restricted" in message:
         return ServingError(f"Triton at {url} does not allow this request for {model!r}: {message}")
+    if status.endswith("UNAVAILABLE") and "Exceeds maximum queue size" in message:
+        return ServerUnavailable(f"Triton at {url} is overloaded: {model!r}'s request queue is full ({message})")
     if status.endswith("UNAVAILABLE"):
         return ServerUnavailable(f"Triton at {url} is unavailable for {model!r} (UNAVAILABLE: {message}); "
                                  f"is `marblekit serve` running there?")
+    if "unknown model" in message:  # a restarted server answers this until it has loaded the model again
+        return ServerUnavailable(f"{model!r} is not loaded on Triton at {url} ({status}: {message}); a restarting "
+                                 f"server is still loading it")
     if status.endswith("DEADLINE_EXCEEDED"):
         return DeadlineExceeded(f"{model!r} at {url} did not answer within {timeout:g} s (DEADLINE_EXCEEDED)")
     return ServingError(f"{model!r} at {url} rejected the request ({status or 'error'}): {message}")
@@ -67,27 +68,47 @@ def translate_error(err: InferenceServerException, url: str, model: str, timeout
 
 class ModelClient:
     """Synchronous client for one model on one server; safe to share between threads. ``timeout`` is every
-    call's deadline; ``retry`` says how often ``infer`` retries a busy or unreachable server."""
+    call's deadline; ``retry`` says for how long ``infer`` retries a busy or unreachable server; ``notify``
+    hears what it waits for (default: a log warning)."""
 
-    def __init__(self, url: str, model: str, timeout: float = 60.0, retry: RetryPolicy = RetryPolicy()):
+    def __init__(self, url: str, model: str, timeout: float = 60.0, retry: RetryPolicy = RetryPolicy(),
+                 notify: Callable[[str], None] | None = None):
         self.url, self.model, self.timeout, self.retry = url, model, timeout, retry
-        self._client = grpcclient.InferenceServerClient(url)
+        self.notify = notify or log.warning
+        self._client = grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
         self._served: ServedModel | None = None
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll until the model is ready: after a server restart the channel answers UNAVAILABLE until gRPC's
-        reconnect backoff (about a second, growing) has passed, so callers wait here instead of failing."""
-        deadline = time.monotonic() + timeout
+        """Wait up to ``timeout`` s for the model to be ready, saying once what it waits for; a server that
+        answers without the model fails at once (ModelNotServed), naming the models it has."""
+        deadline, told = time.monotonic() + timeout, False
         while True:
             try:
                 if self._client.is_model_ready(self.model, client_timeout=min(self.timeout, 5.0)):
                     return
-                problem = f"{self.model!r} is not ready"
+                problem = self._not_ready_reason()
             except InferenceServerException as err:
                 problem = str(translate_error(err, self.url, self.model, self.timeout))
             if time.monotonic() > deadline:
                 raise ServerUnavailable(f"gave up after {timeout:g} s: {problem}")
-            time.sleep(0.2)
+            if not told:
+                self.notify(f"waiting up to {timeout:g} s for Triton at {self.url} to serve {self.model!r} "
+                            f"(now: {problem})")
+                told = True
+            time.sleep(0.5)
+
+    def _not_ready_reason(self) -> str:
+        """Why a live server's model is not ready: still loading (wait), or absent / failed (raise)."""
+        index = self._client.get_model_repository_index(client_timeout=min(self.timeout, 5.0)).models
+        states = {entry.name: (entry.state, entry.reason) for entry in index}
+        if self.model not in states:
+            raise ModelNotServed(f"Triton at {self.url} has no model {self.model!r}; it serves: "
+                                 f"{', '.join(sorted(states)) or 'nothing'}")
+        state, reason = states[self.model]
+        if state != "LOADING":
+            raise ModelNotServed(f"Triton at {self.url} has {self.model!r} but it is not loaded "
+                                 f"(state {state or 'unknown'}{': ' + reason if reason else ''})")
+        return f"{self.model!r} is loading"
 
     def model_metadata(self) -> ServedModel:
         """The served model's marblekit parameters (rate, accepted lengths, outputs), read once from its config."""
@@ -103,29 +124,28 @@ class ModelClient:
               request_id: str = "") -> dict[str, np.ndarray]:
         """Run ``waveforms`` [batch, samples] (float32 at the model's rate); only ``outputs`` come back.
 
-        The array goes out as it is, so a wrong dtype or shape is reported by the server, not guessed at here.
-        RETRYABLE errors are retried as ``self.retry`` says; the last one is raised, saying how many failed.
+        A dtype the model does not take is reported by the server; an array that is not [batch, samples] is
+        refused here (Triton would read a 1-D array's samples as its batch size). RETRYABLE errors are
+        retried as ``self.retry`` says, then the last one is raised with how long it was retried.
         """
         array = np.ascontiguousarray(waveforms)
+        if array.ndim != 2:
+            raise ServingError(f"waveforms for {self.model!r} must be [batch, samples], got shape "
+                               f"{list(array.shape)}")
         request = grpcclient.InferInput(INPUT, list(array.shape), np_to_triton_dtype(array.dtype))
         request.set_data_from_numpy(array)
         wanted = [grpcclient.InferRequestedOutput(name) for name in outputs]
-        attempt = 1
-        while True:
+
+        def once() -> dict[str, np.ndarray]:
             try:
                 result = self._client.infer(self.model, [request], outputs=wanted, request_id=request_id,
                                             client_timeout=self.timeout)
-                return {name: result.as_numpy(name) for name in outputs}
             except InferenceServerException as err:
-                error = translate_error(err, self.url, self.model, self.timeout)
-            if not isinstance(error, RETRYABLE):
-                raise error
-            if attempt >= self.retry.attempts:
-                raise type(error)(f"{error} ({attempt} failed attempts in a row)" if attempt > 1 else str(error))
-            delay = self.retry.delay(attempt)
-            log.warning("%s; retry %d/%d in %.1f s", error, attempt, self.retry.attempts - 1, delay)
-            time.sleep(delay)
-            attempt += 1
+                raise translate_error(err, self.url, self.model, self.timeout) from None
+            return {name: result.as_numpy(name) for name in outputs}
+
+        return self.retry.call(once, lambda error: isinstance(error, RETRYABLE), self.notify,
+                               subject=f"Triton at {self.url}")
 
     def execution_counts(self) -> tuple[int, int]:
         """(requests served, model executions) so far; fewer executions than requests means batching happened."""

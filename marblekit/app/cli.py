@@ -10,6 +10,7 @@ import sys
 
 from marblekit.app.exit_codes import EPILOG, ExitCode, exit_code_of
 from marblekit.app.subcommands import add_subcommands
+from marblekit.core.retry import describe
 
 #: subcommand -> (module that defines ``add_arguments(parser)`` and ``run(args) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code_of(err)
         if code is None:
             raise
-        print(f"marblekit {args.command}: error: {err}", file=sys.stderr)
+        print(f"marblekit {args.command}: error: {describe(err)}", file=sys.stderr)
         return code
 
 

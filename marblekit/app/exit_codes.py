@@ -39,11 +39,13 @@ class TracksFailed(AppError):
 
 def exit_code_of(error: BaseException) -> ExitCode | None:
     """The exit code of an expected failure; None for anything else (a bug: let it show its traceback)."""
-    from marblekit.serving.client import RETRYABLE, ServingError
+    from marblekit.serving.client import RETRYABLE, ModelNotServed, ServingError
     from marblekit.serving.embedded import TritonStartupError
 
     if isinstance(error, AppError):
         return error.code
+    if isinstance(error, ModelNotServed):  # a --model the server does not have
+        return ExitCode.USAGE
     if isinstance(error, (*RETRYABLE, ConnectionError)):
         return ExitCode.SERVER_UNAVAILABLE
     if isinstance(error, (ServingError, TritonStartupError)):

@@ -164,7 +164,11 @@ def prepare_to_file(path: Path, start: float, end: float | None, how: Preparatio
 def prepare(path: Path, start: float, end: float | None, how: Preparation) -> np.ndarray:
     """The whole model-rate waveform in memory, normalised (benchmarks and small experiments)."""
     parts: list[np.ndarray] = []
-    stats = stream(path, start, end, how, parts.append)
+    return assemble(parts, stream(path, start, end, how, parts.append), how)
+
+
+def assemble(parts: list[np.ndarray], stats: Statistics, how: Preparation) -> np.ndarray:
+    """Blocks a ``stream*`` call handed over, as one clip, z-normalised when ``how`` asks for it."""
     clip = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return ((clip - stats.mean) / _scale(stats, how)).astype(np.float32) if how.normalize else clip
 

@@ -7,7 +7,6 @@ shared ``RetryPolicy`` says, the same policy the extractor's Triton client follo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from marblekit.core.retry import RetryPolicy
+from marblekit.core.retry import RECONNECT_OPTIONS, RetryPolicy
 from marblekit.features.tensors import from_tensor
 from marblekit.features.v1 import features_pb2 as pb
 from marblekit.features.v1 import features_pb2_grpc
@@ -70,7 +69,7 @@ class FeatureClient:
                  retry: RetryPolicy = RetryPolicy(timeout_s=30.0), max_message_bytes: int = 64 << 20):
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 2000)]
+                   *RECONNECT_OPTIONS]
         if tls_ca is not None:
             self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(Path(tls_ca).read_bytes()),
                                                options)
@@ -122,17 +121,14 @@ class FeatureClient:
         return self._call(lambda: self.stub.Lookup(request, timeout=self.timeout, metadata=self.metadata))
 
     def _call(self, call: Callable[[], T]) -> T:
-        started, attempt = time.monotonic(), 1
-        while True:
+        def once() -> T:
             try:
                 return call()
             except grpc.RpcError as err:
-                code, message = err.code(), err.details() or ""
-            delay = self.retry.delay(attempt)
-            if code not in RETRYABLE_CODES or time.monotonic() - started + delay > self.retry.timeout_s:
-                raise FeatureServiceError(code, message)
-            time.sleep(delay)
-            attempt += 1
+                raise FeatureServiceError(err.code(), err.details() or "") from None
+
+        return self.retry.call(once, lambda error: isinstance(error, FeatureServiceError)
+                               and error.code in RETRYABLE_CODES, subject="the feature service")
 
     def close(self) -> None:
         self.channel.close()

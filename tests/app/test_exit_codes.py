@@ -52,3 +52,17 @@ def test_a_server_that_does_not_start_exits_5_with_its_log(tmp_path: Path) -> No
     # one error line from marblekit (then the server log's tail, which names the cause), no traceback of ours
     assert result.stderr.startswith("marblekit serve: error:") and "broken on purpose" in result.stderr
     assert "marblekit/app/cli.py" not in result.stderr
+
+
+def test_an_unreachable_server_exits_3_after_the_retry_budget(tmp_path: Path) -> None:
+    from marblekit.serving.embedded import free_port
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.wav").write_bytes(b"RIFF")
+    url = f"127.0.0.1:{free_port('127.0.0.1')}"
+    result = cli("extract", str(tmp_path / "cat"), "--model", "handcrafted", "--store", str(tmp_path / "s.zarr"),
+                 "--server", url, "--retry-timeout", "1", "--no-progress")
+    assert result.returncode == ExitCode.SERVER_UNAVAILABLE, result.stderr
+    assert f"waiting up to 1 s for Triton at {url} to serve 'handcrafted'" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("marblekit extract: error: gave up after 1 s")
+    assert "Traceback" not in result.stderr and not (tmp_path / "s.zarr").exists()

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
+import itertools
+import logging
+import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from extract_helpers import MERT, local_request, write_tone
+from extract_helpers import HANDCRAFTED, MERT, local_request, write_tone
 from tritonclient.utils import InferenceServerException
 
+from marblekit.core.retry import RetryPolicy, describe
 from marblekit.core.served_model import POOLED
 from marblekit.core.store_layout import open_pooled
 from marblekit.extractor.api import extract
 from marblekit.extractor.engine import InferenceError
 from marblekit.extractor.triton import TritonEngine
+from marblekit.serving.client import DeadlineExceeded, ModelClient, ModelNotServed, ServerUnavailable
 from marblekit.serving.embedded import EmbeddedTriton, free_port
 from marblekit.serving.environment import environment_problem
 
@@ -65,22 +73,75 @@ class FlakyClient:
         return self.client.infer(*args, **kwargs)
 
 
-def test_retries_unavailable_and_fails_fast_on_bad_requests(server: str, monkeypatch) -> None:
-    monkeypatch.setattr("marblekit.serving.client.time.sleep", lambda _: None)
-    engine = TritonEngine(server, MERT, attempts=4)
+def test_retries_for_the_budget_saying_so_and_fails_fast_on_bad_requests(server: str) -> None:
+    heard: list[str] = []
+    engine = TritonEngine(server, MERT, retry_timeout_s=2.0, notify=heard.append)
+    engine.client.retry = RetryPolicy(timeout_s=2.0, first_delay_s=0.05, max_delay_s=0.2)
     waveform = np.zeros((1, 48000), dtype=np.float32)
     real = engine.client._client
     engine.client._client = FlakyClient(real, 3, "StatusCode.UNAVAILABLE")
     assert engine.infer(waveform, (POOLED,))[POOLED].shape == (1, 3, 768)
-    engine.client._client = FlakyClient(real, 4, "StatusCode.DEADLINE_EXCEEDED")
-    with pytest.raises(ConnectionError, match="DEADLINE_EXCEEDED.*4 failed attempts in a row"):
+    assert len(heard) == 4 and all("overloaded: 'mert-v1-95m-2l''s request queue is full" in line
+                                   for line in heard[:3])
+    assert heard[3].startswith(f"Triton at {server} answered again after")
+    engine.client._client = FlakyClient(real, 10**6, "StatusCode.DEADLINE_EXCEEDED")
+    with pytest.raises(DeadlineExceeded) as raised:
         engine.infer(waveform, (POOLED,))
+    assert re.search(r"DEADLINE_EXCEEDED.*gave up after \d+ failed attempts in \d+ s \(retry budget 2 s\)",
+                     describe(raised.value))
     engine.client._client = real
     with pytest.raises(InferenceError, match="accepts"):  # too short for the model: the server says why
         engine.infer(np.zeros((1, 100), dtype=np.float32), (POOLED,))
+    with pytest.raises(InferenceError, match=r"must be \[batch, samples\], got shape \[48000\]"):
+        engine.infer(np.zeros(48000, dtype=np.float32), (POOLED,))
     engine.close()
 
 
-def test_unreachable_server_is_a_clear_error() -> None:
-    with pytest.raises(ConnectionError, match="not ready: gave up after"):
-        TritonEngine(f"127.0.0.1:{free_port('127.0.0.1')}", MERT, startup_timeout_s=1.0)
+def test_an_unreachable_server_is_waited_for_saying_so() -> None:
+    heard: list[str] = []
+    url = f"127.0.0.1:{free_port('127.0.0.1')}"
+    with pytest.raises(ServerUnavailable, match="gave up after 1 s: .*unavailable"):
+        TritonEngine(url, MERT, retry_timeout_s=1.0, notify=heard.append)
+    assert len(heard) == 1 and heard[0].startswith(f"waiting up to 1 s for Triton at {url} to serve '{MERT}'")
+
+
+def test_a_model_the_server_lacks_fails_at_once_naming_those_it_has(server: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(ModelNotServed, match=f"has no model 'nope'; it serves: {HANDCRAFTED}, {MERT}"):
+        TritonEngine(server, "nope", retry_timeout_s=60.0)
+    assert time.monotonic() - started < 30, "a missing model was waited for"
+
+
+def test_a_30_s_outage_mid_run_is_ridden_out(model_repo: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    """Triton stops after a few requests and comes back 30 s later, on the same port: the job waits, says so,
+    and finishes with the store an uninterrupted run writes."""
+    for index in range(6):
+        write_tone(tmp_path / "cat" / f"t{index}.wav", 2.5, seed=index)
+    common = dict(window_s=2.0, block_tracks=1, batch=1, in_flight=1)
+    local = extract(local_request(tmp_path / "cat", tmp_path / "local.zarr", model_repo, **common))
+    with EmbeddedTriton(model_repo, [HANDCRAFTED], grpc_port=0, http_port=0, metrics_port=0,
+                        log_path=tmp_path / "triton.log") as triton:
+        stopped, calls, real_infer = threading.Event(), itertools.count(), ModelClient.infer
+
+        def infer(client: ModelClient, *args, **kwargs):
+            if next(calls) == 3:
+                triton.stop()
+                stopped.set()
+            return real_infer(client, *args, **kwargs)
+
+        monkeypatch.setattr(ModelClient, "infer", infer)
+        request = dataclasses.replace(local_request(tmp_path / "cat", tmp_path / "triton.zarr", model_repo, **common),
+                                      server=triton.grpc_url, retry_timeout_s=120.0)
+        with caplog.at_level(logging.WARNING), cf.ThreadPoolExecutor(1) as pool:
+            job = pool.submit(extract, request)
+            assert stopped.wait(60), "the job never reached its fourth request"
+            time.sleep(30)
+            triton.start()  # from this thread: the server lives as long as the thread that started it
+            remote = job.result(timeout=120)
+    assert remote.failures == local.failures == [] and remote.done == local.done == 6
+    waits = [record.getMessage() for record in caplog.records if "waiting" in record.getMessage()]
+    assert waits and "unavailable" in waits[0]
+    assert any("answered again after" in record.getMessage() for record in caplog.records)
+    a, b = open_pooled(tmp_path / "local.zarr"), open_pooled(tmp_path / "triton.zarr")
+    np.testing.assert_array_equal(a.window_start, b.window_start)
+    np.testing.assert_allclose(a.pooled.astype(np.float32), b.pooled.astype(np.float32), rtol=2e-3, atol=1e-3)

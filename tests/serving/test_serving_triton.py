@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -122,8 +123,8 @@ def test_concurrent_requests_are_batched_and_correct(server: EmbeddedTriton, ses
 @pytest.mark.parametrize("waveform, message", [
     (np.zeros((1, 16000), np.float64), "expects 'FP32'"),
     (np.zeros((1, 16000), np.int16), "expects 'FP32'"),
-    (np.zeros(8, np.float32), "unexpected shape"),
-    (np.zeros((1, 2, 16000), np.float32), "unexpected shape"),
+    (np.zeros(8, np.float32), "must be [batch, samples], got shape [8]"),  # refused before it is sent
+    (np.zeros((1, 2, 16000), np.float32), "must be [batch, samples], got shape [1, 2, 16000]"),
     (np.zeros((1, 0), np.float32), "has 0 samples"),
     (np.zeros((1, 30 * 16000 + 1), np.float32), "has 480001 samples; this model accepts 16000 to 480000"),
     (np.full((2, 16000), np.nan, np.float32), "NaN"),
@@ -132,9 +133,10 @@ def test_concurrent_requests_are_batched_and_correct(server: EmbeddedTriton, ses
 def test_bad_input_gets_a_clear_error_and_the_server_keeps_serving(
         server: EmbeddedTriton, sessions, waveform: np.ndarray, message: str) -> None:
     with ModelClient(server.grpc_url, HANDCRAFTED) as client:
-        with pytest.raises(ServingError, match="INVALID_ARGUMENT") as raised:
+        with pytest.raises(ServingError) as raised:
             client.infer(waveform)
         assert message in str(raised.value)
+        assert "INVALID_ARGUMENT" in str(raised.value) or waveform.ndim != 2
         good = _audio(7, 1, 16000)
         np.testing.assert_allclose(client.infer(good)["pooled"], _reference(sessions[HANDCRAFTED], good)["pooled"],
                                    rtol=1e-6, atol=1e-6)
@@ -168,8 +170,11 @@ def test_killed_server_is_unavailable_then_serves_again_after_restart(server: Em
         with pytest.raises(ServerUnavailable, match="UNAVAILABLE.*marblekit serve"):
             client.infer(waveform)
         server.start()
+        back = time.monotonic()
         assert not regions & set(Path("/dev/shm").glob(ours)), "the killed server's regions leaked"
         client.wait_ready(timeout=30)
+        # the same channel reconnects within its ~1 s reconnect backoff (gRPC's default took 6-10 s here)
+        assert time.monotonic() - back < 3.0, f"reconnected {time.monotonic() - back:.1f} s after the restart"
         np.testing.assert_allclose(client.infer(waveform)["pooled"], expected, rtol=1e-6, atol=1e-6)
 
 

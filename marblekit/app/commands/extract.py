@@ -6,7 +6,8 @@ finished blocks of tracks; several processes (--shard i/n) may write one store a
 A directory catalog is walked following symbolic links (as find -L; loops and dangling links fail alone);
 file names that are not UTF-8 get ids with those bytes as %XX. Exit status: 0 every track of the store done,
 1 some tracks of the store failed (this run or an earlier one; --retry-failed tries them again), 2 bad flags or
-arguments, 3 the Triton server stayed unavailable, 5 another error (the message says which)."""
+arguments (a --model the server lacks too), 3 the Triton server stayed unavailable (longer than
+--retry-timeout), 5 another error (the message says which)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8, help="full windows per request (default 8)")
     parser.add_argument("--in-flight", type=int, default=4, help="Triton requests in flight (default 4)")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds per Triton request (default 120)")
+    parser.add_argument("--retry-timeout", type=float, default=120.0,
+                        help="seconds to wait for an unreachable or busy Triton, at the start and mid-run, "
+                             "before the job stops with status 3 (default 120; 0: no retries)")
     parser.add_argument("--block-tracks", type=int, default=64,
                         help="tracks per block, the unit of work and of writing (default 64)")
     parser.add_argument("--allow-failures", action="store_true",
@@ -82,9 +86,9 @@ def request_of(args: argparse.Namespace) -> "ExtractRequest":
         catalog=args.catalog, model=args.model, store=args.store, server=args.server, repo=args.repo,
         window_s=args.window, hop_s=args.hop, crop_s=args.crop, frames=args.frames,
         frame_layers=parse_layers(args.layers), shard=parse_shard(args.shard), workers=args.workers,
-        batch=args.batch, in_flight=args.in_flight, deadline_s=args.deadline, block_tracks=args.block_tracks,
-        root=args.root, follow_symlinks=not args.no_follow_symlinks, retry_failed=args.retry_failed, scratch=args.scratch,
-        progress=not args.no_progress)
+        batch=args.batch, in_flight=args.in_flight, deadline_s=args.deadline, retry_timeout_s=args.retry_timeout,
+        block_tracks=args.block_tracks, root=args.root, follow_symlinks=not args.no_follow_symlinks,
+        retry_failed=args.retry_failed, scratch=args.scratch, progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:

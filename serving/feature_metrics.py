@@ -15,6 +15,8 @@ class FeatureMetrics:
         self.latency = Histogram("marblekit_feature_request_seconds", "Call latency by method", ["method"],
                                  registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.in_flight = Gauge("marblekit_feature_requests_in_flight", "Calls being served now",
+                               registry=self.registry)
         self.audio_seconds = Counter("marblekit_feature_audio_seconds", "Seconds of audio embedded",
                                      registry=self.registry)
         self.cache_hits = Counter("marblekit_feature_cache_hits", "Embed calls answered from the cache",

@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 from marblekit.features.v1 import features_pb2, features_pb2_grpc
 
 from .auth import BearerTokenInterceptor
+from .client import CHANNEL_ARGS
 from .feature_cache import FeatureCache
 from .feature_metrics import FeatureMetrics
 from .feature_service import FeatureService, Limits
@@ -98,7 +99,7 @@ class FeatureServer:
 
     def _watch_triton(self) -> None:
         """SERVING while Triton and every model answer ready, NOT_SERVING otherwise."""
-        client = triton.InferenceServerClient(self.triton_url)
+        client = triton.InferenceServerClient(self.triton_url, channel_args=CHANNEL_ARGS)
         try:
             while not self._stopped.is_set():
                 try:

@@ -20,10 +20,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from marblekit.core.audio_input import NORMALIZE_EPS, AudioError, Preparation, stream_bytes, stream_pcm
+from marblekit.core.audio_input import AudioError, Preparation, assemble, stream_bytes, stream_pcm
 from marblekit.core.served_model import HIDDEN_STATES, POOLED, ServedModel
-from marblekit.core.store_layout import (DONE, POOLED as STORE_POOLED, TRACK_ERROR, TRACK_POOLED, TRACK_STATUS,
-                                         WINDOW_LENGTH, WINDOW_START, WINDOW_TRACK, StoreReader)
+from marblekit.core.store_layout import DONE
+from marblekit.core.store_layout import POOLED as STORE_POOLED
+from marblekit.core.store_layout import (TRACK_ERROR, TRACK_POOLED, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START,
+                                         WINDOW_TRACK, StoreReader)
 from marblekit.core.windows import MIN_WINDOW_S, Windowing
 from marblekit.features.tensors import to_tensor
 from marblekit.features.v1 import features_pb2 as pb
@@ -148,8 +150,8 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
         if crop is not None and crop < 0:
             raise BadRequest(f"crop_s must be positive (or 0 for the whole clip), got {crop:g}")
         digest = hashlib.sha256(data).hexdigest()
-        settings = {"model": info.name, "layers": list(layers), "frames": options.frames, "window_s": windowing.window_s,
-                    "hop_s": windowing.hop_s, "crop_s": crop,
+        settings = {"model": info.name, "layers": list(layers), "frames": options.frames,
+                    "window_s": windowing.window_s, "hop_s": windowing.hop_s, "crop_s": crop,
                     "pcm": [pcm_format.sample_rate, pcm_format.channels] if pcm else None}
         key = cache_key(digest, info.onnx_sha256, settings)
         cached = self.cache.get(key)
@@ -210,10 +212,7 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
                 stats = stream_bytes(data, how, keep)
         except AudioError as err:
             raise BadRequest(f"the audio cannot be used: {err}") from None
-        clip = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        if how.normalize:
-            clip = ((clip - stats.mean) / np.sqrt(stats.variance + NORMALIZE_EPS)).astype(np.float32)
-        return clip
+        return assemble(parts, stats, how)
 
     @staticmethod
     def _pcm(data: bytes, pcm_format: pb.PcmFormat) -> np.ndarray:
@@ -320,9 +319,11 @@ class _Call:
 
     def __enter__(self) -> _Call:
         self.started = time.perf_counter()
+        self.metrics.in_flight.inc()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _trace: object) -> bool:
+        self.metrics.in_flight.dec()
         code, message = grpc.StatusCode.OK, ""
         if isinstance(error, BadRequest):
             code, message = error.code, str(error)

@@ -1,8 +1,9 @@
 """Serve the feature service (marblekit.features.v1.Features, proto/) for apps: audio in, features out, over
 gRPC, with health checking, server reflection, a content cache and Prometheus metrics. Against a running
 Triton (--triton HOST:PORT, e.g. the NGC container on a GPU) or, without it, an embedded CPU Triton started
-here for the models of --repo. Listens on loopback unless --host says otherwise; SIGTERM or Ctrl-C drains
-in-flight calls, then stops the service and the embedded Triton."""
+here for the models of --repo (on loopback only, whatever --host says: apps reach models through the
+service). Listens on loopback unless --host says otherwise; SIGTERM or Ctrl-C drains in-flight calls, then
+stops the service and the embedded Triton."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             url = args.triton
             if url is None:
                 models = models or repository_models(args.repo)
-                triton = stack.enter_context(EmbeddedTriton(args.repo, models, host=args.host, grpc_port=0, http_port=0,
+                triton = stack.enter_context(EmbeddedTriton(args.repo, models, grpc_port=0, http_port=0,
                                                             metrics_port=0, log_path=args.triton_log,
                                                             triton_env=args.triton_env))
                 url = triton.grpc_url

@@ -76,7 +76,8 @@ def stores(catalog: Path, repo: Path, tmp_path_factory: pytest.TempPathFactory) 
     """The extractor's stores of the catalog, one per model (in-process onnxruntime)."""
     folder = tmp_path_factory.mktemp("feature-stores")
     for model in (HANDCRAFTED, MERT):
-        extract(ExtractRequest(catalog, model, folder / f"{model}.zarr", repo=repo, window_s=WINDOW, progress=False))
+        extract(ExtractRequest(catalog, model, folder / f"{model}.zarr", repo=repo, window_s=WINDOW, frames=True,
+                               frame_layers=(0, 2), progress=False))
     return {model: folder / f"{model}.zarr" for model in (HANDCRAFTED, MERT)}
 
 
@@ -111,6 +112,12 @@ def test_embed_stream_and_lookup_equal_the_extractor_store(service: FeatureServe
             assert_close(whole.pooled, view.pooled[rows])
             assert_close(whole.track_pooled, view.track_pooled[track])
             assert whole.random_init is (model == MERT) and whole.layers == list(range(view.pooled.shape[1]))
+            framed = client.embed(data, model, window_s=WINDOW, layers=(0, 2), frames=True)
+            first, last = np.flatnonzero(rows)[[0, -1]]
+            edges = view.frame_offsets[first:last + 2]
+            np.testing.assert_array_equal(framed.frame_offsets, edges - edges[0])
+            assert_close(framed.frames, view.frames[edges[0]:edges[-1]])
+            assert_close(framed.pooled, view.pooled[rows][:, [0, 2]])
             streamed = client.embed_file(catalog / track_id, model, chunk_bytes=64 << 10, window_s=WINDOW)
             np.testing.assert_allclose(streamed.pooled, whole.pooled, rtol=1e-5, atol=1e-6)
             assert not streamed.cache_hit and streamed.content_sha256 == whole.content_sha256

@@ -4,6 +4,8 @@
                    reference extracts) vs onnxruntime batched, fp32 and dynamic INT8
   serve MODEL      windows/s through the embedded Triton vs in-process onnxruntime on the same batches,
                    pooled and full outputs, and the serving overhead
+  features MODEL   the feature service vs calling Triton directly with the same windows, at 1, 8 and 32
+                   clients: audio-seconds per second, p50/p99 latency, the batch window, cache hits
   extract MODEL    audio-seconds per second: marblekit extract end to end vs the bare engine on the same
                    windows vs a MARBLE-style loop; store bytes per audio-hour vs fp32 .npy
   extract-memory   peak memory of the whole extract process tree on a short and on a 2-hour track
@@ -19,6 +21,7 @@ from __future__ import annotations
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "backbone": ("marblekit.app.bench.backbone", "reference eager loop vs onnxruntime fp32 / INT8"),
     "serve": ("marblekit.app.bench.serve", "embedded Triton vs in-process onnxruntime, same batches"),
+    "features": ("marblekit.app.bench.features", "feature service vs direct Triton; cache-hit latency"),
     "extract": ("marblekit.app.bench.extract", "extractor end to end vs bare engine vs MARBLE-style loop"),
     "extract-memory": ("marblekit.app.bench.extract_memory", "peak memory of extract: a short vs a 2-hour track"),
     "probe": ("marblekit.app.bench.probe", "reference-style probe sweep vs marblekit's grid modes"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from marblekit.core.backbones import BackboneSpec
+from marblekit.core.backbones import BackbonePlugin, BackboneSpec, plugin_for
 
 from .builders import random_encoder
 from .checkpoint import load_checkpoint
@@ -29,17 +30,34 @@ class Provenance:
 
 def load_encoder(spec: BackboneSpec, checkpoint: Path | None = None, random_init: bool = False,
                  seed: int = 0) -> tuple[nn.Module, Provenance]:
-    """Build ``spec``'s hidden-state encoder from a local checkpoint, or seeded random weights on request."""
+    """Build ``spec``'s hidden-state encoder from a local checkpoint, or seeded random weights on request;
+    a plugin's backbone may find a checkpoint of its own (one that ships with an installed package)."""
+    plugin = plugin_for(spec)
     if not spec.needs_weights:
         if checkpoint is not None:
             raise ValueError(f"backbone {spec.name!r} has no weights; drop --checkpoint")
-        return random_encoder(spec, seed), Provenance("none")
+        return build_random(spec, seed, plugin), Provenance("none")
     if checkpoint is not None and random_init:
         raise ValueError("give either --checkpoint DIR or --random-init, not both")
+    if checkpoint is None and not random_init and plugin is not None and plugin.find_checkpoint:
+        checkpoint = plugin.resolve("find_checkpoint")(spec)
     if checkpoint is not None:
-        loaded = load_checkpoint(Path(checkpoint), spec)
-        return loaded.encoder, Provenance("checkpoint", str(checkpoint), loaded.sha256)
+        if plugin is None:
+            loaded = load_checkpoint(Path(checkpoint), spec)
+            return loaded.encoder, Provenance("checkpoint", str(checkpoint), loaded.sha256)
+        if not plugin.load_checkpoint:
+            raise ValueError(f"backbone {spec.name!r} has no checkpoint importer; use --random-init")
+        encoder, sha256 = plugin.resolve("load_checkpoint")(Path(checkpoint), spec)
+        return encoder.eval(), Provenance("checkpoint", str(checkpoint), sha256)
     if random_init:
-        return random_encoder(spec, seed), Provenance("random-init", seed=seed)
-    raise ValueError(f"backbone {spec.name!r} needs weights: pass --checkpoint DIR (a local HF-format "
-                     f"directory) or --random-init for seeded random weights in the published shape")
+        return build_random(spec, seed, plugin), Provenance("random-init", seed=seed)
+    raise ValueError(f"backbone {spec.name!r} needs weights: pass --checkpoint DIR (a local checkpoint) "
+                     f"or --random-init for seeded random weights in the published shape")
+
+
+def build_random(spec: BackboneSpec, seed: int, plugin: BackbonePlugin | None) -> nn.Module:
+    """The encoder with seeded random weights, from marblekit's builders or the plugin's."""
+    if plugin is None:
+        return random_encoder(spec, seed)
+    torch.manual_seed(seed)
+    return plugin.resolve("build")(spec, seed).eval()

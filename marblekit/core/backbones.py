@@ -1,15 +1,29 @@
-"""Backbone specifications: the small contract every part of marblekit agrees on.
+"""Backbone specifications: the small contract every part of marblekit agrees on, and the registry.
 
 A spec is plain data (no torch), so the extractor and the probe trainer can read it without pulling in
 the model code. Values follow the published checkpoints' config.json files; the input-normalisation
 flags follow the MARBLE v1 reference extraction (``processor_normalize``), which the benchmark numbers
 were produced with.
+
+Backbones of other packages join the registry through the ``marblekit.backbones`` entry-point group: each
+entry point names a :class:`BackbonePlugin` (its specs, and where its builder, checkpoint importer and default
+checkpoint finder live, as ``"module:function"`` references so that reading the registry never imports
+torch). ``marblekit export`` resolves them; nothing in marblekit has to be edited to add a model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+log = logging.getLogger(__name__)
+#: the entry-point group a package declares its backbones under (pyproject ``[project.entry-points]``)
+ENTRY_POINT_GROUP = "marblekit.backbones"
 
 
 @dataclass(frozen=True)
@@ -17,7 +31,7 @@ class BackboneSpec:
     """What a client needs to know to feed a backbone and to interpret its outputs."""
 
     name: str
-    family: str  # "hubert" | "data2vec-audio" | "handcrafted"
+    family: str  # the model code: "hubert" | "data2vec-audio" | "handcrafted" | a plugin's own family
     sample_rate: int
     hop: int  # samples between output frames
     receptive_field: int  # samples seen by the first frame
@@ -30,6 +44,8 @@ class BackboneSpec:
     weights: str = ""  # where real weights come from
     description: str = ""
     layer_names: tuple[str, ...] = ()
+    centered_frames: bool = False  # frame k is centred on sample k * hop (padded STFT), not starting there
+    weights_needed: bool = True  # False: a fixed graph (DSP) with nothing to learn or load
 
     @property
     def frame_rate(self) -> float:
@@ -41,11 +57,11 @@ class BackboneSpec:
 
     @property
     def needs_weights(self) -> bool:
-        return self.family != "handcrafted"
+        return self.weights_needed
 
     def num_frames(self, num_samples: int) -> int:
         """Frames the backbone emits for ``num_samples`` of input (0 when the input is too short)."""
-        if self.family == "handcrafted":
+        if self.centered_frames:
             return num_samples // self.hop + 1 if num_samples > 0 else 0
         if num_samples < self.receptive_field:
             return 0
@@ -87,6 +103,9 @@ def _wav2vec2(name: str, family: str, sample_rate: int, *, large: bool = False, 
     )
 
 
+#: the families whose model code is marblekit's own (export/builders.py); plugins bring others
+_BUILT_IN_FAMILIES = ("hubert", "data2vec-audio", "handcrafted")
+
 HANDCRAFTED = BackboneSpec(
     name="handcrafted",
     family="handcrafted",
@@ -99,6 +118,8 @@ HANDCRAFTED = BackboneSpec(
     description="weight-free baseline: 128-band log-mel, 128 MFCCs, 128-semitone log spectrogram, "
     "12-bin chroma (zero-padded to 128) at 50 Hz",
     layer_names=("log-mel", "mfcc", "semitone", "chroma"),
+    centered_frames=True,
+    weights_needed=False,
 )
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -124,8 +145,82 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+@dataclass(frozen=True)
+class BackbonePlugin:
+    """What a package registers under ``marblekit.backbones``: its specs and, as ``"module:function"``
+    references resolved only when a model is built (they may import torch):
+
+    - ``build(spec, seed) -> nn.Module``: the encoder, seeded random weights (or none, for a fixed graph);
+      ``forward(waveform [B, N] float32 at spec.sample_rate) -> [B, spec.num_hidden_states, T, spec.dim]``
+      with T = ``spec.num_frames(N)``;
+    - ``load_checkpoint(path, spec) -> (nn.Module, sha256)``: the same encoder with the weights of a local
+      checkpoint (a file or folder in the plugin's own format) and a checksum of what was read;
+    - ``find_checkpoint(spec) -> Path | None`` (optional): a checkpoint that ships with an installed package,
+      used when ``marblekit export`` gets neither ``--checkpoint`` nor ``--random-init``.
+    """
+
+    specs: tuple[BackboneSpec, ...]
+    build: str
+    load_checkpoint: str = ""
+    find_checkpoint: str = ""
+
+    def resolve(self, field_name: str) -> Callable:
+        """The function a reference field names, with an error that says which plugin and field failed."""
+        reference = getattr(self, field_name)
+        module_name, _, attribute = reference.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as err:
+            raise ImportError(f"backbone plugin of {', '.join(s.name for s in self.specs)}: {field_name} "
+                              f"{reference!r} cannot be loaded ({err})") from err
+
+
+def _plugin_entries() -> list[tuple[str, BackbonePlugin]]:
+    """Every installed plugin, by entry-point name; one that fails to load is skipped with a warning naming it
+    (a broken third-party package must not take marblekit down)."""
+    plugins = []
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            plugin = entry.load()
+        except Exception as err:  # noqa: BLE001 - any failure of foreign code: report it, go on
+            log.warning("backbone plugin %r (%s) failed to load and is skipped: %s", entry.name, entry.value, err)
+            continue
+        if not isinstance(plugin, BackbonePlugin):
+            log.warning("backbone plugin %r (%s) is a %s, not a marblekit.core.backbones.BackbonePlugin; skipped",
+                        entry.name, entry.value, type(plugin).__name__)
+            continue
+        plugins.append((entry.name, plugin))
+    return plugins
+
+
+@functools.cache
+def _registry() -> tuple[dict[str, BackboneSpec], dict[str, BackbonePlugin]]:
+    """Specs by name, and plugins by the family of their specs (so variants such as ``with_layers`` copies
+    find their plugin too)."""
+    specs, owners = dict(BACKBONES), {}
+    for entry_name, plugin in _plugin_entries():
+        for spec in plugin.specs:
+            if spec.name in specs or spec.family in _BUILT_IN_FAMILIES:
+                raise ValueError(f"backbone plugin {entry_name!r} registers {spec.name!r} (family "
+                                 f"{spec.family!r}), whose name or family is already taken; rename it")
+            specs[spec.name] = spec
+            owners[spec.family] = plugin
+    return specs, owners
+
+
+def all_backbones() -> dict[str, BackboneSpec]:
+    """The built-in backbones and those of every installed plugin, by name."""
+    return dict(_registry()[0])
+
+
+def plugin_for(spec: BackboneSpec) -> BackbonePlugin | None:
+    """The plugin that provides ``spec``'s model code (None for the built-in families)."""
+    return _registry()[1].get(spec.family)
+
+
 def get_backbone(name: str) -> BackboneSpec:
     """Look a backbone up by name, with an error that lists the known names."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; expected one of: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name]
+    specs = _registry()[0]
+    if name not in specs:
+        raise ValueError(f"unknown backbone {name!r}; expected one of: {', '.join(sorted(specs))}")
+    return specs[name]

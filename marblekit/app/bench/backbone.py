@@ -95,8 +95,9 @@ def bench_backbone(args: argparse.Namespace) -> BenchResult:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     spec = get_backbone(args.model)
-    if not spec.needs_weights:
-        raise ValueError("bench backbone compares transformers with onnxruntime; pick a transformer backbone")
+    if spec.family not in MODEL_CLASSES:
+        raise ValueError(f"bench backbone compares transformers with onnxruntime; {spec.name!r} is not a "
+                         f"transformers backbone (pick one of the MERT / HuBERT / data2vec rows of marblekit models)")
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     model = reference_model(args, spec)

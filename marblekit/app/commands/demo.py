@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from marblekit.core.backbones import BACKBONES
+from marblekit.core.backbones import all_backbones
 
 #: Depth of the random-init MERT-shaped backbone: the published front end and width, two transformer layers.
 RANDOM_INIT_LAYERS = 2
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", choices=("tiny", "small"), default="small",
                         help="synthetic suite size: small (default, the demo) or tiny (CI)")
     parser.add_argument("--seed", type=int, default=0, help="suite and random-init seed (default 0)")
-    parser.add_argument("--mert", default="mert-v0", choices=[n for n in BACKBONES if n != "handcrafted"],
+    parser.add_argument("--mert", default="mert-v0", choices=[n for n in all_backbones() if n != "handcrafted"],
                         help="the MERT-shaped backbone (default mert-v0: 16 kHz, the cheapest MERT front end)")
     parser.add_argument("--mert-layers", type=int, metavar="N",
                         help="depth of the random-init MERT-shaped copy (default 2: random weights carry no "

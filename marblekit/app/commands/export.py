@@ -7,12 +7,12 @@ import argparse
 from pathlib import Path
 
 from marblekit.app.exit_codes import ExitCode
-from marblekit.core.backbones import BACKBONES
+from marblekit.core.backbones import all_backbones
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=sorted(BACKBONES), metavar="MODEL",
-                        help=f"backbone to export: {', '.join(sorted(BACKBONES))}")
+    parser.add_argument("model", choices=sorted(all_backbones()), metavar="MODEL",
+                        help=f"backbone to export: {', '.join(sorted(all_backbones()))}")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--checkpoint", type=Path, metavar="DIR",
                          help="local HF-format directory (config.json + model.safetensors or pytorch_model.bin)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from marblekit.core.backbones import BACKBONES
+from marblekit.core.backbones import all_backbones
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = [spec.describe() for spec in BACKBONES.values()]
+    rows = [spec.describe() for spec in all_backbones().values()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -16,6 +16,8 @@ from torch import nn
 
 from marblekit.core.backbones import BackboneSpec
 
+from .spectral import dft_kernels
+
 N_FFT = 2048
 LOG_FLOOR = 1e-8
 
@@ -51,14 +53,6 @@ def dct_matrix(n: int) -> np.ndarray:
     basis = np.cos(np.pi * k * (2 * i + 1) / (2 * n)) * np.sqrt(2.0 / n)
     basis[0] /= np.sqrt(2.0)
     return basis
-
-
-def dft_kernels(n_fft: int) -> np.ndarray:
-    """Hann-windowed real and imaginary DFT kernels stacked as conv weights [2 * bins, 1, n_fft]."""
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    phase = 2 * np.pi * np.outer(np.arange(n_fft // 2 + 1), np.arange(n_fft)) / n_fft
-    kernels = np.concatenate([np.cos(phase) * window, -np.sin(phase) * window], axis=0)
-    return kernels[:, None, :]
 
 
 class HandcraftedFeatures(nn.Module):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything marblekit needs on a fresh Debian/Ubuntu machine; safe to run again.
 #   Debian packages: ffmpeg (decoding fallback), FluidSynth + a GM soundfont (synthetic suite), libsndfile.
-#   .venv          the main environment: marblekit with torch (CPU wheel), onnxruntime, zarr, tritonclient.
+#   .venv          the main environment: marblekit with torch (CPU wheel), onnxruntime, zarr, tritonclient,
+#                  TensorFlow (CPU) and the musicnn wheel for its checkpoints and the parity reference.
 #   .venv-triton   the serving environment: nvidia-pytriton's tritonserver + Python backend, numpy<2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,8 @@ quiet_pip() { "$1" -m pip install -q --disable-pip-version-check "${@:2}" 2>&1 |
 [ -x .venv/bin/python ] || { echo "install: creating .venv"; "$PYTHON" -m venv .venv; }
 echo "install: main environment (.venv)"
 quiet_pip .venv/bin/python torch==2.13.0
-quiet_pip .venv/bin/python -e '.[torch,probes,test]'
+quiet_pip .venv/bin/python -e '.[torch,probes,test,tensorflow]'
+quiet_pip .venv/bin/python --no-deps musicnn==0.1.0  # MusiCNN's trained checkpoints and original code
 .venv/bin/python -c "import marblekit, torch, onnxruntime, zarr" \
   || { echo "install: .venv is incomplete (see pip's messages above)" >&2; exit 1; }
 

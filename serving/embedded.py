@@ -18,6 +18,7 @@ stopping it, the server stops too, so start it from the thread that owns its lif
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import shutil
 import signal
@@ -34,13 +35,20 @@ from types import TracebackType
 
 from .environment import TritonEnvironment, locate
 
+log = logging.getLogger(__name__)
+
 _PR_SET_PDEATHSIG = 1
 _SHM_DIR = Path("/dev/shm")
 _LOG_TAIL_LINES = 40
 
 
 class TritonStartupError(RuntimeError):
-    """The server exited or never became ready; the message ends with the tail of its log."""
+    """The server exited or never became ready; the message ends with the tail of its log. ``crashed``: it
+    was killed by a signal rather than exiting with an error of its own."""
+
+    def __init__(self, message: str, crashed: bool = False):
+        super().__init__(message)
+        self.crashed = crashed
 
 
 def free_port(host: str) -> int:
@@ -144,7 +152,18 @@ class EmbeddedTriton:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> "EmbeddedTriton":
-        """Launch the server and return once it (and every model) is ready."""
+        """Launch the server and return once it (and every model) is ready. A server killed by a signal while
+        starting (tritonserver 2.51 now and then aborts in its gRPC poller under load, "epoll_wait error: Bad
+        file descriptor") is launched once more; one that exits with an error status is not."""
+        try:
+            return self._launch()
+        except TritonStartupError as err:
+            if not err.crashed:
+                raise
+            log.warning("tritonserver crashed while starting; starting it again:\n%s", err)
+            return self._launch()
+
+    def _launch(self) -> "EmbeddedTriton":
         if self.running():
             raise RuntimeError(f"Triton is already running (pid {self.pid})")
         self._reap()
@@ -196,7 +215,7 @@ class EmbeddedTriton:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise TritonStartupError(f"tritonserver exited with status {process.returncode} while "
-                                         f"starting\n{self.log_tail()}")
+                                         f"starting\n{self.log_tail()}", crashed=process.returncode < 0)
             try:
                 with opener.open(url, timeout=2) as response:
                     if response.status == 200:

@@ -213,3 +213,21 @@ def test_serve_command_stops_with_all_its_processes(repo: Path, tmp_path: Path, 
     assert serve.returncode == 0, text + rest
     assert "stopped" in rest
     assert _live_members(pid) == [], "tritonserver or a backend stub outlived marblekit serve"
+
+
+def test_a_server_that_crashes_while_starting_is_launched_once_more(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    real, launches = EmbeddedTriton._command, []
+
+    def crash_first(self, backends: Path) -> list[str]:
+        launches.append(1)
+        return ["sh", "-c", "kill -ABRT $$"] if len(launches) == 1 else real(self, backends)
+
+    monkeypatch.setattr(EmbeddedTriton, "_command", crash_first)
+    with EmbeddedTriton(repo, [HANDCRAFTED], grpc_port=0, http_port=0, metrics_port=0,
+                        log_path=tmp_path / "triton.log") as server:
+        with ModelClient(server.grpc_url, HANDCRAFTED) as client:
+            assert client.infer(_audio(1, 1, 16000))["pooled"].shape == (1, 4, 128)
+    assert len(launches) == 2
+    monkeypatch.setattr(EmbeddedTriton, "_command", lambda self, backends: ["sh", "-c", "kill -ABRT $$"])
+    with pytest.raises(TritonStartupError, match="exited with status -6"):  # crashing twice: give up
+        EmbeddedTriton(repo, [HANDCRAFTED], grpc_port=0, http_port=0, metrics_port=0).start()

@@ -1,0 +1,192 @@
+"""MusiCNN (Pons & Serra, ISMIR 2019 LBD) in PyTorch, with the front end inside the graph, and an importer for
+the trained TensorFlow checkpoints that the ``musicnn`` wheel ships (MTT and MSD).
+
+The graph takes a mono 16 kHz waveform and computes what ``musicnn.extractor`` computes: a centred STFT of the
+whole input (n_fft 512, hop 256, periodic Hann, zero padding as librosa >= 0.9), Slaney mel power (96 bands),
+``log10(10000 * mel + 1)`` with every step rounded to float16 as numpy does it, patches of 187 frames (3 s; the
+last partial patch dropped), and the network in inference mode on every patch. One deliberate difference: the
+original overflows float16 to inf where the mel power exceeds 6.55 (loud input) and its features become inf or
+NaN; here ``10000 * mel`` saturates at the float16 maximum, so loud input gives finite features.
+
+Layout convention: a patch is ``[batch, 1, time=187, freq=96]`` (TensorFlow's NHWC with H = time, W = freq);
+TensorFlow kernels ``[h, w, in, out]`` become torch ``[out, in, h, w]``. Every block is conv -> ReLU -> batch
+norm (epsilon 1e-3, moving statistics), as in the original.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .spectral import dft_kernels, slaney_mel_filterbank
+
+SAMPLE_RATE, N_FFT, HOP, N_MELS, PATCH_FRAMES = 16000, 512, 256, 96, 187
+FLOAT16_MAX = 65504.0
+BN_EPS = 1e-3
+#: the named representations per frame (width) and per patch, as ``musicnn.extractor`` returns them
+FRAME_FEATURES = {"timbral": 408, "temporal": 153, "cnn1": 64, "cnn2": 64, "cnn3": 64}
+PATCH_FEATURES = {"mean_pool": 753, "max_pool": 753, "penultimate": 200, "taggram": 50}
+
+
+def _float16(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest float16 and back (numpy's float16 arithmetic computes in float32, then rounds)."""
+    return x.to(torch.float16).to(torch.float32)
+
+
+class LogMel(nn.Module):
+    """``waveform [B, N]`` -> ``[B, N // 256 + 1, 96]``: musicnn's float16 log-compressed mel power."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("dft", torch.tensor(dft_kernels(N_FFT), dtype=torch.float32))
+        self.register_buffer("mel", torch.tensor(slaney_mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS).T,
+                                                 dtype=torch.float32))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        padded = nn.functional.pad(waveform[:, None, :], (N_FFT // 2, N_FFT // 2))
+        real, imag = nn.functional.conv1d(padded, self.dft, stride=HOP).transpose(1, 2).chunk(2, dim=-1)
+        mel = _float16((real * real + imag * imag) @ self.mel)
+        scaled = _float16(torch.clamp(10000.0 * mel, max=FLOAT16_MAX))
+        return _float16(torch.log10(_float16(scaled + 1.0)))
+
+
+def _batch_norm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS)
+
+
+class MusiCNNPatch(nn.Module):
+    """The network on patches ``[P, 187, 96]``; returns every named representation of each patch."""
+
+    def __init__(self, num_classes: int = 50, filters: float = 1.6, midend: int = 64, backend: int = 200):
+        super().__init__()
+        timbral, temporal = int(filters * 128), int(filters * 32)
+        self.input_bn = _batch_norm(1)
+        self.timbral = nn.ModuleList(nn.Conv2d(1, timbral, (7, int(share * N_MELS))) for share in (0.4, 0.7))
+        self.timbral_bn = nn.ModuleList(_batch_norm(timbral) for _ in range(2))
+        self.temporal = nn.ModuleList(nn.Conv2d(1, temporal, (length, 1)) for length in (128, 64, 32))
+        self.temporal_bn = nn.ModuleList(_batch_norm(temporal) for _ in range(3))
+        frontend = 2 * timbral + 3 * temporal
+        self.midend = nn.ModuleList(nn.Conv1d(width, midend, 7, padding=3) for width in (frontend, midend, midend))
+        self.midend_bn = nn.ModuleList(nn.BatchNorm1d(midend, eps=BN_EPS) for _ in range(3))
+        pooled = frontend + 3 * midend
+        self.pool_bn = nn.BatchNorm1d(2 * pooled, eps=BN_EPS)
+        self.dense = nn.Linear(2 * pooled, backend)
+        self.dense_bn = nn.BatchNorm1d(backend, eps=BN_EPS)
+        self.output = nn.Linear(backend, num_classes)
+
+    def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.input_bn(patches[:, None])
+        padded = nn.functional.pad(x, (0, 0, 3, 3))  # time padding after the input norm, as tf.pad there
+        timbral = [bn(torch.relu(conv(padded))).amax(dim=3) for conv, bn in zip(self.timbral, self.timbral_bn)]
+        temporal = []
+        for conv, bn in zip(self.temporal, self.temporal_bn):
+            length = conv.kernel_size[0]  # TensorFlow's 'same': the odd extra row of padding goes at the end
+            same = nn.functional.pad(x, (0, 0, (length - 1) // 2, length // 2))
+            temporal.append(bn(torch.relu(conv(same))).amax(dim=3))
+        frontend = torch.cat(timbral + temporal, dim=1)  # [P, 561, T]
+        cnn1 = self.midend_bn[0](torch.relu(self.midend[0](frontend)))
+        cnn2 = self.midend_bn[1](torch.relu(self.midend[1](cnn1))) + cnn1
+        cnn3 = self.midend_bn[2](torch.relu(self.midend[2](cnn2))) + cnn2
+        midend = torch.cat([frontend, cnn1, cnn2, cnn3], dim=1)  # [P, 753, T]
+        max_pool, mean_pool = midend.amax(dim=2), midend.mean(dim=2)
+        flat = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # interleaved, as TensorFlow flattens
+        penultimate = self.dense_bn(torch.relu(self.dense(self.pool_bn(flat))))
+        frames = {"timbral": torch.cat(timbral, dim=1), "temporal": torch.cat(temporal, dim=1),
+                  "cnn1": cnn1, "cnn2": cnn2, "cnn3": cnn3}
+        return {**{name: value.transpose(1, 2) for name, value in frames.items()},  # [P, T, width]
+                "mean_pool": mean_pool, "max_pool": max_pool, "penultimate": penultimate,
+                "taggram": torch.sigmoid(self.output(penultimate))}
+
+
+class MusiCNN(nn.Module):
+    """``waveform [B, N]`` (16 kHz) -> named features: per frame ``[B, patches * 187, width]`` and per patch
+    ``[B, patches, width]``, patches of 187 frames of the whole input's spectrogram (at least 2.99 s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logmel = LogMel()
+        self.network = MusiCNNPatch()
+        self.eval()
+
+    def forward(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
+        spectrogram = self.logmel(waveform)
+        batch, frames = spectrogram.shape[:2]
+        patches = frames // PATCH_FRAMES
+        cut = spectrogram[:, :patches * PATCH_FRAMES].reshape(batch * patches, PATCH_FRAMES, N_MELS)
+        features = self.network(cut)
+        return {name: value.reshape(batch, patches * value.shape[1], value.shape[2]) if value.dim() == 3
+                else value.reshape(batch, patches, value.shape[1]) for name, value in features.items()}
+
+
+# --- the TensorFlow checkpoint ----------------------------------------------------------------------------
+
+def _conv2d(kernel: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())  # [h, w, in, out] -> [out, in, h, w]
+
+
+def _state_of(read) -> dict[str, torch.Tensor]:
+    """The module's state dict from a reader of TensorFlow variables by name (``read(name) -> ndarray``)."""
+    state: dict[str, torch.Tensor] = {}
+
+    def norm(prefix: str, index: int) -> None:
+        name = "batch_normalization" + (f"_{index}" if index else "")
+        for ours, theirs in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+                             ("running_var", "moving_variance")):
+            state[f"{prefix}.{ours}"] = torch.from_numpy(np.atleast_1d(read(f"{name}/{theirs}")).copy())
+
+    def conv(prefix: str, index: int, one_d: bool = False) -> None:
+        name = "conv2d" + (f"_{index}" if index else "")
+        kernel = read(f"{name}/kernel")
+        state[f"{prefix}.weight"] = (torch.from_numpy(kernel[:, :, 0, :].transpose(2, 1, 0).copy()) if one_d
+                                     else _conv2d(kernel))
+        state[f"{prefix}.bias"] = torch.from_numpy(read(f"{name}/bias").copy())
+
+    norm("input_bn", 0)
+    for branch in range(2):
+        conv(f"timbral.{branch}", branch)
+        norm(f"timbral_bn.{branch}", branch + 1)
+    for branch in range(3):
+        conv(f"temporal.{branch}", branch + 2)
+        norm(f"temporal_bn.{branch}", branch + 3)
+    for layer in range(3):
+        conv(f"midend.{layer}", layer + 5, one_d=True)
+        norm(f"midend_bn.{layer}", layer + 6)
+    norm("pool_bn", 9)
+    norm("dense_bn", 10)
+    for ours, theirs in (("dense", "dense"), ("output", "dense_1")):
+        state[f"{ours}.weight"] = torch.from_numpy(read(f"{theirs}/kernel").T.copy())
+        state[f"{ours}.bias"] = torch.from_numpy(read(f"{theirs}/bias").copy())
+    return state
+
+
+def load_tensorflow_checkpoint(folder: Path) -> tuple[MusiCNN, str]:
+    """A trained MusiCNN from a checkpoint folder of the ``musicnn`` wheel (``.index`` / ``.data-*`` with an
+    empty name stem, as it ships them); TensorFlow reads it, only here. Returns the model and the SHA-256 of
+    the files read."""
+    from marblekit.core.checksums import sha256_of
+
+    try:
+        from tensorflow.compat.v1.train import NewCheckpointReader
+    except ImportError:
+        raise ImportError("reading a MusiCNN checkpoint needs TensorFlow: pip install 'marblekit[tensorflow]'") \
+            from None
+    folder = Path(folder)
+    files = [folder / ".index", folder / ".data-00000-of-00001"]
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"not a musicnn checkpoint folder (expected {', '.join(missing)})")
+    reader = NewCheckpointReader(str(folder) + "/")
+    model = MusiCNN()
+    network_state = _state_of(reader.get_tensor)
+    own = model.network.state_dict()
+    wrong = [name for name, value in network_state.items() if own[name].shape != value.shape]
+    if wrong:
+        raise ValueError(f"{folder}: checkpoint shapes do not fit MusiCNN at {', '.join(wrong)}")
+    result = model.network.load_state_dict(network_state, strict=False)
+    missing = [name for name in result.missing_keys if not name.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{folder}: the checkpoint lacks {missing} / has extra {result.unexpected_keys}")
+    return model.eval(), sha256_of(*files)

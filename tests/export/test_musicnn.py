@@ -1,0 +1,113 @@
+"""MusiCNN with the trained MTT weights of the ``musicnn`` wheel, against the original implementation its authors
+wrote (``musicnn.extractor`` on TensorFlow) on the same audio: every named representation and the taggram, from
+the PyTorch port and from its exported ONNX graph (front end inside). Needs the ``tensorflow`` extra and the
+``musicnn`` wheel, which ``scripts/install.sh`` installs; skipped without them.
+
+Tolerance: max |ours - original| <= 1e-3 x max |original|, per feature, wherever the original is finite (the
+float16 front end is reproduced step by step; what is left is the DFT-by-convolution's float32 rounding, which
+flips a float16 rounding now and then). Measured on the clips below (PyTorch port): taggram 1.1e-5,
+penultimate 1.0e-5, mean/max pool 1.5e-5 / 4.9e-5, timbral 5.4e-5, temporal 6.7e-4, cnn1-3 <= 1.3e-4. Loud
+input, which overflows the original's float16 front end to inf, stays finite here.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+musicnn = pytest.importorskip("musicnn", reason="the musicnn wheel (scripts/install.sh installs it with --no-deps)")
+pytest.importorskip("tensorflow", reason="the tensorflow extra (pip install 'marblekit[tensorflow]')")
+
+from marblekit.export.musicnn import FRAME_FEATURES, PATCH_FEATURES, load_tensorflow_checkpoint  # noqa: E402
+
+NAMES = (*FRAME_FEATURES, *PATCH_FEATURES)
+CHECKPOINT = Path(musicnn.__file__).parent / "MTT_musicnn"
+STALE = ("cnn1", "cnn2", "cnn3", "penultimate")  # musicnn 0.1.0 repeats the first patch's values for these
+
+
+def original(path: Path) -> dict[str, np.ndarray]:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    from musicnn.extractor import extractor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        taggram, _, features = extractor(str(path), model="MTT_musicnn", input_length=3, input_overlap=False,
+                                         extract_features=True)
+    return {name: np.asarray(value, np.float32) for name, value in {**features, "taggram": taggram}.items()}
+
+
+def clip(path: Path, seconds: float, amplitude: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    audio = amplitude * (np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.5 * np.sin(2 * np.pi * 1330 * t)
+                         + 0.3 * rng.standard_normal(t.size))
+    sf.write(path, audio.astype(np.float32), 16000, subtype="FLOAT")
+    return audio.astype(np.float32)
+
+
+class NamedOutputs(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features = self.model(waveform)
+        return tuple(features[name] for name in NAMES)
+
+
+@pytest.fixture(scope="module")
+def ported(tmp_path_factory: pytest.TempPathFactory):
+    """The port with the MTT weights, and an onnxruntime session of its exported graph."""
+    import onnxruntime as ort
+
+    model, sha256 = load_tensorflow_checkpoint(CHECKPOINT)
+    path = tmp_path_factory.mktemp("musicnn") / "musicnn.onnx"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(NamedOutputs(model).eval(), (torch.randn(1, 48000),), str(path), dynamo=False,
+                          opset_version=17, input_names=["waveform"], output_names=list(NAMES),
+                          dynamic_axes={"waveform": {0: "batch", 1: "samples"}})
+    return model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), sha256
+
+
+def _agreement(ours: np.ndarray, theirs: np.ndarray) -> float:
+    finite = np.isfinite(theirs)
+    return float(np.abs(ours - theirs)[finite].max() / max(np.abs(theirs[finite]).max(), 1e-6))
+
+
+@pytest.mark.parametrize("seconds, amplitude", [(10.0, 0.02), (7.3, 0.08), (3.5, 0.004), (6.0, 0.0)],
+                         ids=["quiet-10s", "louder-7.3s", "very-quiet-3.5s", "silence-6s"])
+def test_every_feature_equals_the_original(ported, tmp_path: Path, seconds: float, amplitude: float) -> None:
+    model, session, sha256 = ported
+    audio = clip(tmp_path / "clip.wav", seconds, amplitude, seed=int(seconds * 10))
+    reference = original(tmp_path / "clip.wav")
+    with torch.no_grad():
+        torch_out = {name: value[0].numpy() for name, value in model(torch.from_numpy(audio)[None]).items()}
+    onnx_out = dict(zip(NAMES, (value[0] for value in session.run(None, {"waveform": audio[None]}))))
+    patches = len(reference["taggram"])
+    assert patches == int((len(audio) // 256 + 1) // 187) and len(sha256) == 64
+    for name in NAMES:
+        theirs = reference[name]
+        if name in STALE:  # compare the first patch, the only one the original computes right
+            rows = 187 if name in FRAME_FEATURES else 1
+            theirs = theirs[:rows]
+        for ours in (torch_out[name], onnx_out[name]):
+            ours = ours[:len(theirs)]
+            assert ours.shape == theirs.shape, name
+            assert np.isfinite(theirs).all()
+            assert _agreement(ours, theirs) <= 1e-3, (name, _agreement(ours, theirs))
+
+
+def test_loud_input_stays_finite_where_the_original_overflows(ported, tmp_path: Path) -> None:
+    _, session, _ = ported
+    audio = clip(tmp_path / "loud.wav", 6.0, 0.5, seed=3)
+    reference = original(tmp_path / "loud.wav")
+    assert not np.isfinite(reference["timbral"]).all(), "expected the original's float16 overflow"
+    outputs = dict(zip(NAMES, session.run(None, {"waveform": audio[None]})))
+    assert all(np.isfinite(value).all() for value in outputs.values())

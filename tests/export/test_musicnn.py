@@ -12,6 +12,7 @@ input, which overflows the original's float16 front end to inf, stays finite her
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -21,13 +22,16 @@ import pytest
 import soundfile as sf
 import torch
 
-musicnn = pytest.importorskip("musicnn", reason="the musicnn wheel (scripts/install.sh installs it with --no-deps)")
-pytest.importorskip("tensorflow", reason="the tensorflow extra (pip install 'marblekit[tensorflow]')")
+from marblekit.export.musicnn import FRAME_FEATURES, PATCH_FEATURES, load_tensorflow_checkpoint
 
-from marblekit.export.musicnn import FRAME_FEATURES, PATCH_FEATURES, load_tensorflow_checkpoint  # noqa: E402
-
+MUSICNN = importlib.util.find_spec("musicnn")  # found, not imported: TensorFlow loads only when these tests run
+pytestmark = [
+    pytest.mark.skipif(MUSICNN is None, reason="the musicnn wheel (scripts/install.sh installs it with --no-deps)"),
+    pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                       reason="the tensorflow extra (pip install 'marblekit[tensorflow]')"),
+]
 NAMES = (*FRAME_FEATURES, *PATCH_FEATURES)
-CHECKPOINT = Path(musicnn.__file__).parent / "MTT_musicnn"
+CHECKPOINT = Path(MUSICNN.origin).parent / "MTT_musicnn" if MUSICNN else Path()
 STALE = ("cnn1", "cnn2", "cnn3", "penultimate")  # musicnn 0.1.0 repeats the first patch's values for these
 
 

@@ -115,3 +115,31 @@ def test_loud_input_stays_finite_where_the_original_overflows(ported, tmp_path: 
     assert not np.isfinite(reference["timbral"]).all(), "expected the original's float16 overflow"
     outputs = dict(zip(NAMES, session.run(None, {"waveform": audio[None]})))
     assert all(np.isfinite(value).all() for value in outputs.values())
+
+
+def test_the_taggram_hears_piano_and_drums(ported) -> None:
+    """Independent knowledge: rendered piano chords rank MTT's 'piano' above 'drums', a drum kit the reverse."""
+    import soxr
+
+    from marblekit.synth.arrangement import beat_grid, chord_part, drum_part, make_song
+    from marblekit.synth.fluid import SAMPLE_RATE, Renderer, SynthToolMissing
+
+    try:
+        renderer = Renderer.locate()
+    except SynthToolMissing as err:
+        pytest.skip(str(err))
+    from musicnn.configuration import MTT_LABELS
+
+    piano, drums = MTT_LABELS.index("piano"), MTT_LABELS.index("drums")
+    grand_piano = 0  # General MIDI program 1
+    model = ported[0]
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        song = make_song(rng, int(rng.integers(12)), bool(seed % 2), beat_grid(rng, 9.0, 100.0, 0.0))
+        for part, louder, quieter in ((chord_part(rng, song, grand_piano), piano, drums),
+                                      (drum_part(rng, song), drums, piano)):
+            audio = soxr.resample(renderer.render([part], 9.0), SAMPLE_RATE, 16000)
+            audio = (0.1 * audio / np.abs(audio).max()).astype(np.float32)
+            with torch.no_grad():
+                tags = model(torch.from_numpy(audio)[None])["taggram"][0].mean(dim=0).numpy()
+            assert tags[louder] > tags[quieter], (seed, MTT_LABELS[louder], tags[louder], tags[quieter])

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from serving_helpers import read_banner
 from test_feature_service import HANDCRAFTED, WINDOW, wav_bytes
 
 from marblekit.core.backbones import get_backbone
@@ -35,12 +36,7 @@ def test_one_command_serves_and_sigterm_drains_the_call_in_flight(tmp_path: Path
     command = [sys.executable, "-m", "marblekit.app.cli", "serve-features", "--repo", str(repo), "--port", "0",
                "--metrics-port", "0", "--triton-log", str(tmp_path / "triton.log")]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as serve:
-        banner = []
-        for line in serve.stdout:
-            banner.append(line)
-            if "Ctrl-C stops it." in line:
-                break
-        text = "".join(banner)
+        text = read_banner(serve)
         address = re.search(r"feature service on (127\.0\.0\.1:\d+)", text).group(1)
         metrics_url = re.search(r"metrics: (\S+)", text).group(1)
         with FeatureClient(address) as client, cf.ThreadPoolExecutor(1) as pool:

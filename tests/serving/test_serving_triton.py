@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
+from serving_helpers import read_banner
 
 from marblekit.core.backbones import get_backbone
 from marblekit.export.pipeline import export_model
@@ -196,12 +197,7 @@ def test_serve_command_stops_with_all_its_processes(repo: Path, tmp_path: Path, 
     command = [sys.executable, "-m", "marblekit.app.cli", "serve", "--repo", str(repo), "--models", HANDCRAFTED,
                "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--log", str(tmp_path / "triton.log")]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as serve:
-        banner = []
-        for line in serve.stdout:
-            banner.append(line)
-            if "Ctrl-C stops it." in line:
-                break
-        text = "".join(banner)
+        text = read_banner(serve)
         pid = int(re.search(r"Triton ready \(pid (\d+)\)", text).group(1))
         grpc_url = re.search(r"gRPC\s+(\S+)", text).group(1)
         assert (tmp_path / "triton.log").stat().st_size > 0

@@ -144,18 +144,21 @@ def strip_base_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``tensors`` into ``model``, naming the first missing key or wrong shape; batch-norm step counters
+    and keys marked optional may be absent, keys the model does not use are ignored with a warning."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors) - OPTIONAL_KEYS)
+    missing = sorted(key for key in set(expected) - set(tensors) - OPTIONAL_KEYS
+                     if not key.endswith("num_batches_tracked"))
     if missing:
         shown = ", ".join(repr(k) for k in missing[:5])
         raise CheckpointError(f"{source}: missing {len(missing)} key(s), e.g. {shown}")
     for key, tensor in tensors.items():
         if key in expected and tuple(tensor.shape) != tuple(expected[key].shape):
             raise CheckpointError(f"{source}: key {key!r} has shape {tuple(tensor.shape)}; "
-                                  f"the config implies {tuple(expected[key].shape)}")
+                                  f"the model expects {tuple(expected[key].shape)}")
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
-        log.warning("%s: ignoring %d key(s) the base model does not use, e.g. %s", source, len(unexpected),
+        log.warning("%s: ignoring %d key(s) the model does not use, e.g. %s", source, len(unexpected),
                     unexpected[:3])
     model.load_state_dict({k: v for k, v in tensors.items() if k in expected}, strict=False)
 

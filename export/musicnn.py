@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from marblekit.core.checksums import sha256_of
+
 from .spectral import dft_kernels, slaney_mel_filterbank
 
 SAMPLE_RATE, N_FFT, HOP, N_MELS, PATCH_FRAMES = 16000, 512, 256, 96, 187
@@ -166,7 +168,7 @@ def load_tensorflow_checkpoint(folder: Path) -> tuple[MusiCNN, str]:
     """A trained MusiCNN from a checkpoint folder of the ``musicnn`` wheel (``.index`` / ``.data-*`` with an
     empty name stem, as it ships them); TensorFlow reads it, only here. Returns the model and the SHA-256 of
     the files read."""
-    from marblekit.core.checksums import sha256_of
+    from .checkpoint import load_state  # transformers comes with it: only when a checkpoint is read
 
     try:
         from tensorflow.compat.v1.train import NewCheckpointReader
@@ -180,13 +182,5 @@ def load_tensorflow_checkpoint(folder: Path) -> tuple[MusiCNN, str]:
         raise FileNotFoundError(f"not a musicnn checkpoint folder (expected {', '.join(missing)})")
     reader = NewCheckpointReader(str(folder) + "/")
     model = MusiCNN()
-    network_state = _state_of(reader.get_tensor)
-    own = model.network.state_dict()
-    wrong = [name for name, value in network_state.items() if own[name].shape != value.shape]
-    if wrong:
-        raise ValueError(f"{folder}: checkpoint shapes do not fit MusiCNN at {', '.join(wrong)}")
-    result = model.network.load_state_dict(network_state, strict=False)
-    missing = [name for name in result.missing_keys if not name.endswith("num_batches_tracked")]
-    if missing or result.unexpected_keys:
-        raise ValueError(f"{folder}: the checkpoint lacks {missing} / has extra {result.unexpected_keys}")
+    load_state(model.network, _state_of(reader.get_tensor), f"{folder} (MusiCNN checkpoint)")
     return model.eval(), sha256_of(*files)

@@ -98,17 +98,15 @@ class ModelClient:
             time.sleep(0.5)
 
     def _not_ready_reason(self) -> str:
-        """Why a live server's model is not ready: still loading (wait), or absent / failed (raise)."""
+        """Why a live server's model is not ready. A model its repository lacks raises at once; one it has
+        is waited for (a starting server lists its models before they have loaded), saying its state."""
         index = self._client.get_model_repository_index(client_timeout=min(self.timeout, 5.0)).models
         states = {entry.name: (entry.state, entry.reason) for entry in index}
         if self.model not in states:
             raise ModelNotServed(f"Triton at {self.url} has no model {self.model!r}; it serves: "
                                  f"{', '.join(sorted(states)) or 'nothing'}")
         state, reason = states[self.model]
-        if state != "LOADING":
-            raise ModelNotServed(f"Triton at {self.url} has {self.model!r} but it is not loaded "
-                                 f"(state {state or 'unknown'}{': ' + reason if reason else ''})")
-        return f"{self.model!r} is loading"
+        return f"{self.model!r} is {state or 'not loaded'}{': ' + reason if reason else ''}"
 
     def model_metadata(self) -> ServedModel:
         """The served model's marblekit parameters (rate, accepted lengths, outputs), read once from its config."""

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from marblekit.core.backbones import get_backbone
+from marblekit.core.retry import RetryPolicy
 from marblekit.core.store_layout import open_pooled
 from marblekit.export.pipeline import export_model
 from marblekit.extractor.api import ExtractRequest, extract
@@ -302,3 +303,23 @@ def test_health_follows_triton(repo: Path, stores: dict[str, Path], tmp_path: Pa
             wait_for(channel, health_pb2.HealthCheckResponse.NOT_SERVING)
             triton.start()
             wait_for(channel, health_pb2.HealthCheckResponse.SERVING)
+
+
+def test_over_the_limits_of_load_calls_get_resource_exhausted(triton: EmbeddedTriton, stores: dict[str, Path]) -> None:
+    long_audio, short = wav_bytes(300.0, 6, rate=16000, channels=1), wav_bytes(3.0, 7)
+    request = pb.EmbedRequest(options=pb.EmbedOptions(model=HANDCRAFTED, window_s=WINDOW), encoded=short)
+    with serve(triton, stores, max_concurrent=1) as server, grpc.insecure_channel(server.address) as channel, \
+            FeatureClient(server.address, retry=RetryPolicy(timeout_s=0)) as client, \
+            cf.ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(client.embed, long_audio, HANDCRAFTED, window_s=WINDOW)
+        while server.metrics.registry.get_sample_value("marblekit_feature_requests_in_flight") < 1:
+            assert not busy.done(), "the long call ended before the second was sent"
+            time.sleep(0.005)
+        got, message = _status(features_pb2_grpc.FeaturesStub(channel).Embed, request)
+        assert got == grpc.StatusCode.RESOURCE_EXHAUSTED, (got, message)
+        assert busy.result(timeout=120).pooled.shape[0] == 150
+    limits = dataclasses.replace(Limits(), max_queue_windows=4)
+    with serve(triton, stores, limits=limits) as server, grpc.insecure_channel(server.address) as channel:
+        got, message = _status(features_pb2_grpc.FeaturesStub(channel).Embed, pb.EmbedRequest(
+            options=pb.EmbedOptions(model=HANDCRAFTED, window_s=WINDOW), encoded=wav_bytes(12.0, 8)))
+        assert got == grpc.StatusCode.RESOURCE_EXHAUSTED and "the service is busy" in message, message

@@ -103,14 +103,42 @@ class MusiCNNPatch(nn.Module):
                 "taggram": torch.sigmoid(self.output(penultimate))}
 
 
-class MusiCNN(nn.Module):
-    """``waveform [B, N]`` (16 kHz) -> named features: per frame ``[B, patches * 187, width]`` and per patch
-    ``[B, patches, width]``, patches of 187 frames of the whole input's spectrogram (at least 2.99 s)."""
+#: the VGG baseline's pools (kernel, stride) in (time, freq), as the wheel's models.py runs MTT_vgg and MSD_vgg
+VGG_POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
+#: the VGG baseline's named representations: the five pool outputs [time, freq, 128] of each patch
+VGG_FEATURES = tuple(f"pool{index}" for index in range(1, 6))
 
-    def __init__(self) -> None:
+
+class VGGPatch(nn.Module):
+    """musicnn's VGG baseline on patches ``[P, 187, 96]``: five 3x3 convolutions of 128 filters (conv -> ReLU
+    -> batch norm -> max pool), a dense layer on the flattened last pool; returns the pools and the taggram."""
+
+    def __init__(self, num_classes: int = 50, filters: int = 128):
+        super().__init__()
+        self.input_bn = _batch_norm(1)
+        self.convs = nn.ModuleList(nn.Conv2d(1 if index == 0 else filters, filters, 3, padding=1) for index in range(5))
+        self.norms = nn.ModuleList(_batch_norm(filters) for _ in range(5))
+        self.pools = nn.ModuleList(nn.MaxPool2d(kernel, stride) for kernel, stride in VGG_POOLS)
+        self.output = nn.Linear(2 * filters, num_classes)
+
+    def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden, features = self.input_bn(patches[:, None]), {}
+        for name, conv, norm, pool in zip(VGG_FEATURES, self.convs, self.norms, self.pools):
+            hidden = pool(norm(torch.relu(conv(hidden))))
+            features[name] = hidden.permute(0, 2, 3, 1)  # [P, time, freq, channels], TensorFlow's layout
+        flat = features["pool5"].flatten(1)  # NHWC order, as TensorFlow flattens
+        return {**features, "taggram": torch.sigmoid(self.output(flat))}
+
+
+class MusiCNN(nn.Module):
+    """``waveform [B, N]`` (16 kHz) -> named features of ``network`` (MusiCNN's by default, or the VGG
+    baseline's): per frame ``[B, patches * frames, ...]`` and per patch ``[B, patches, width]``, patches of 187
+    frames of the whole input's spectrogram (at least 2.99 s)."""
+
+    def __init__(self, network: nn.Module | None = None) -> None:
         super().__init__()
         self.logmel = LogMel()
-        self.network = MusiCNNPatch()
+        self.network = network if network is not None else MusiCNNPatch()
         self.eval()
 
     def forward(self, waveform: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -118,9 +146,8 @@ class MusiCNN(nn.Module):
         batch, frames = spectrogram.shape[:2]
         patches = frames // PATCH_FRAMES
         cut = spectrogram[:, :patches * PATCH_FRAMES].reshape(batch * patches, PATCH_FRAMES, N_MELS)
-        features = self.network(cut)
-        return {name: value.reshape(batch, patches * value.shape[1], value.shape[2]) if value.dim() == 3
-                else value.reshape(batch, patches, value.shape[1]) for name, value in features.items()}
+        return {name: value.reshape(batch, patches * value.shape[1], *value.shape[2:]) if value.dim() >= 3
+                else value.reshape(batch, patches, value.shape[1]) for name, value in self.network(cut).items()}
 
 
 # --- the TensorFlow checkpoint ----------------------------------------------------------------------------
@@ -129,45 +156,60 @@ def _conv2d(kernel: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())  # [h, w, in, out] -> [out, in, h, w]
 
 
-def _state_of(read) -> dict[str, torch.Tensor]:
-    """The module's state dict from a reader of TensorFlow variables by name (``read(name) -> ndarray``)."""
-    state: dict[str, torch.Tensor] = {}
+def _tensor(read, name: str) -> torch.Tensor:
+    return torch.from_numpy(np.atleast_1d(read(name)).copy())
 
-    def norm(prefix: str, index: int) -> None:
-        name = "batch_normalization" + (f"_{index}" if index else "")
-        for ours, theirs in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
-                             ("running_var", "moving_variance")):
-            state[f"{prefix}.{ours}"] = torch.from_numpy(np.atleast_1d(read(f"{name}/{theirs}")).copy())
+
+def _norm(read, index: int, prefix: str) -> dict[str, torch.Tensor]:
+    """TensorFlow's ``batch_normalization[_index]`` as the torch batch norm at ``prefix``."""
+    name = "batch_normalization" + (f"_{index}" if index else "")
+    return {f"{prefix}.{ours}": _tensor(read, f"{name}/{theirs}") for ours, theirs in (
+        ("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))}
+
+
+def _dense(read, name: str, prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.weight": _tensor(read, f"{name}/kernel").T.contiguous(),
+            f"{prefix}.bias": _tensor(read, f"{name}/bias")}
+
+
+def _musicnn_state_of(read) -> dict[str, torch.Tensor]:
+    """MusiCNNPatch's state dict from a reader of TensorFlow variables by name (``read(name) -> ndarray``)."""
+    state = _norm(read, 0, "input_bn")
 
     def conv(prefix: str, index: int, one_d: bool = False) -> None:
         name = "conv2d" + (f"_{index}" if index else "")
         kernel = read(f"{name}/kernel")
         state[f"{prefix}.weight"] = (torch.from_numpy(kernel[:, :, 0, :].transpose(2, 1, 0).copy()) if one_d
                                      else _conv2d(kernel))
-        state[f"{prefix}.bias"] = torch.from_numpy(read(f"{name}/bias").copy())
+        state[f"{prefix}.bias"] = _tensor(read, f"{name}/bias")
 
-    norm("input_bn", 0)
     for branch in range(2):
         conv(f"timbral.{branch}", branch)
-        norm(f"timbral_bn.{branch}", branch + 1)
+        state |= _norm(read, branch + 1, f"timbral_bn.{branch}")
     for branch in range(3):
         conv(f"temporal.{branch}", branch + 2)
-        norm(f"temporal_bn.{branch}", branch + 3)
+        state |= _norm(read, branch + 3, f"temporal_bn.{branch}")
     for layer in range(3):
         conv(f"midend.{layer}", layer + 5, one_d=True)
-        norm(f"midend_bn.{layer}", layer + 6)
-    norm("pool_bn", 9)
-    norm("dense_bn", 10)
-    for ours, theirs in (("dense", "dense"), ("output", "dense_1")):
-        state[f"{ours}.weight"] = torch.from_numpy(read(f"{theirs}/kernel").T.copy())
-        state[f"{ours}.bias"] = torch.from_numpy(read(f"{theirs}/bias").copy())
+        state |= _norm(read, layer + 6, f"midend_bn.{layer}")
+    return state | _norm(read, 9, "pool_bn") | _norm(read, 10, "dense_bn") | _dense(read, "dense", "dense") \
+        | _dense(read, "dense_1", "output")
+
+
+def _vgg_state_of(read) -> dict[str, torch.Tensor]:
+    """VGGPatch's state dict from a reader of its TensorFlow variables (``1CNN``..``5CNN``)."""
+    state = _norm(read, 0, "input_bn") | _dense(read, "dense", "output")
+    for index in range(5):
+        state |= _norm(read, index + 1, f"norms.{index}")
+        state[f"convs.{index}.weight"] = _conv2d(read(f"{index + 1}CNN/kernel"))
+        state[f"convs.{index}.bias"] = _tensor(read, f"{index + 1}CNN/bias")
     return state
 
 
 def load_tensorflow_checkpoint(folder: Path) -> tuple[MusiCNN, str]:
-    """A trained MusiCNN from a checkpoint folder of the ``musicnn`` wheel (``.index`` / ``.data-*`` with an
-    empty name stem, as it ships them); TensorFlow reads it, only here. Returns the model and the SHA-256 of
-    the files read."""
+    """A trained MusiCNN (or, for the ``*_vgg`` folders, the VGG baseline) from a checkpoint folder of the
+    ``musicnn`` wheel (``.index`` / ``.data-*`` with an empty name stem, as it ships them); TensorFlow reads
+    it, only here. Returns the model and the SHA-256 of the files read."""
     from .checkpoint import load_state  # transformers comes with it: only when a checkpoint is read
 
     try:
@@ -181,6 +223,8 @@ def load_tensorflow_checkpoint(folder: Path) -> tuple[MusiCNN, str]:
     if missing:
         raise FileNotFoundError(f"not a musicnn checkpoint folder (expected {', '.join(missing)})")
     reader = NewCheckpointReader(str(folder) + "/")
-    model = MusiCNN()
-    load_state(model.network, _state_of(reader.get_tensor), f"{folder} (MusiCNN checkpoint)")
+    vgg = reader.has_tensor("1CNN/kernel")
+    model = MusiCNN(VGGPatch() if vgg else MusiCNNPatch())
+    state = (_vgg_state_of if vgg else _musicnn_state_of)(reader.get_tensor)
+    load_state(model.network, state, f"{folder} ({'VGG' if vgg else 'MusiCNN'} checkpoint)")
     return model.eval(), sha256_of(*files)

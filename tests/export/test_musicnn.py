@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from marblekit.export.musicnn import FRAME_FEATURES, PATCH_FEATURES, load_tensorflow_checkpoint
+from marblekit.export.musicnn import FRAME_FEATURES, PATCH_FEATURES, VGG_FEATURES, load_tensorflow_checkpoint
 
 MUSICNN = importlib.util.find_spec("musicnn")  # found, not imported: TensorFlow loads only when these tests run
 pytestmark = [
@@ -35,13 +35,13 @@ CHECKPOINT = Path(MUSICNN.origin).parent / "MTT_musicnn" if MUSICNN else Path()
 STALE = ("cnn1", "cnn2", "cnn3", "penultimate")  # musicnn 0.1.0 repeats the first patch's values for these
 
 
-def original(path: Path) -> dict[str, np.ndarray]:
+def original(path: Path, model: str = "MTT_musicnn") -> dict[str, np.ndarray]:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from musicnn.extractor import extractor
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        taggram, _, features = extractor(str(path), model="MTT_musicnn", input_length=3, input_overlap=False,
+        taggram, _, features = extractor(str(path), model=model, input_length=3, input_overlap=False,
                                          extract_features=True)
     return {name: np.asarray(value, np.float32) for name, value in {**features, "taggram": taggram}.items()}
 
@@ -143,3 +143,18 @@ def test_the_taggram_hears_piano_and_drums(ported) -> None:
             with torch.no_grad():
                 tags = model(torch.from_numpy(audio)[None])["taggram"][0].mean(dim=0).numpy()
             assert tags[louder] > tags[quieter], (seed, MTT_LABELS[louder], tags[louder], tags[quieter])
+
+
+def test_the_vgg_baseline_equals_the_original(tmp_path: Path) -> None:
+    """MTT_vgg (the wheel's extractor refuses MSD_vgg, so only MTT_vgg has a reference to meet). Measured:
+    pool1..pool5 6.7e-4 / 4.5e-4 / 2.7e-4 / 7.9e-5 / 4.5e-5, taggram 4.7e-6."""
+    model, _ = load_tensorflow_checkpoint(CHECKPOINT.with_name("MTT_vgg"))
+    audio = clip(tmp_path / "clip.wav", 7.0, 0.03, seed=5)
+    reference = original(tmp_path / "clip.wav", "MTT_vgg")
+    with torch.no_grad():
+        ours = {name: value[0].numpy() for name, value in model(torch.from_numpy(audio)[None]).items()}
+    assert [ours[name].shape[1:] for name in VGG_FEATURES] == [(48, 128), (24, 128), (12, 128), (6, 128), (1, 128)]
+    for name in (*VGG_FEATURES, "taggram"):
+        mine = ours[name].squeeze(axis=1) if name == "pool5" else ours[name]
+        assert mine.shape == reference[name].shape, name
+        assert _agreement(mine, reference[name]) <= 1e-3, (name, _agreement(mine, reference[name]))

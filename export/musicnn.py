@@ -1,5 +1,7 @@
-"""MusiCNN (Pons & Serra, ISMIR 2019 LBD) in PyTorch, with the front end inside the graph, and an importer for
-the trained TensorFlow checkpoints that the ``musicnn`` wheel ships (MTT and MSD).
+"""MusiCNN (Pons & Serra, ISMIR 2019 LBD) and its VGG baseline in PyTorch, with the front end inside the graph,
+and an importer for the trained TensorFlow checkpoints that the ``musicnn`` wheel ships (MTT and MSD of each).
+The VGG pools are those the wheel's code runs for both VGG checkpoints (MSD_vgg's training graph pooled its
+first two layers differently; the wheel's extractor refuses to run it at all).
 
 The graph takes a mono 16 kHz waveform and computes what ``musicnn.extractor`` computes: a centred STFT of the
 whole input (n_fft 512, hop 256, periodic Hann, zero padding as librosa >= 0.9), Slaney mel power (96 bands),

@@ -200,7 +200,8 @@ def _registry() -> tuple[dict[str, BackboneSpec], dict[str, BackbonePlugin]]:
     specs, owners = dict(BACKBONES), {}
     for entry_name, plugin in _plugin_entries():
         for spec in plugin.specs:
-            if spec.name in specs or spec.family in _BUILT_IN_FAMILIES:
+            taken = spec.family in _BUILT_IN_FAMILIES or owners.get(spec.family, plugin) is not plugin
+            if spec.name in specs or taken:
                 raise ValueError(f"backbone plugin {entry_name!r} registers {spec.name!r} (family "
                                  f"{spec.family!r}), whose name or family is already taken; rename it")
             specs[spec.name] = spec

@@ -106,3 +106,16 @@ def test_a_plugin_may_not_take_a_registered_name(plugin_path: Path, tmp_path: Pa
     backbones._registry.cache_clear()
     with pytest.raises(ValueError, match="plugin 'clash' registers 'handcrafted'.*already taken"):
         backbones.get_backbone("handcrafted")
+
+
+def test_a_plugin_may_not_take_another_plugins_family(plugin_path: Path, tmp_path: Path, monkeypatch) -> None:
+    site = tmp_path / "twin"
+    (site / "twinplug").mkdir(parents=True)
+    (site / "twinplug" / "__init__.py").write_text(
+        "import dataclasses\nfrom marblekit.core.backbones import BackbonePlugin\nimport tinyplug\n"
+        "PLUGIN = BackbonePlugin(specs=(dataclasses.replace(tinyplug.SPEC, name='twin'),), build='x:y')\n")
+    _dist(site, "twinplug", "twin = twinplug:PLUGIN")
+    monkeypatch.syspath_prepend(str(site))
+    backbones._registry.cache_clear()
+    with pytest.raises(ValueError, match="registers '(twin|tiny-plug)' \\(family 'tinyplug'\\).*already taken"):
+        backbones.all_backbones()

@@ -1,4 +1,4 @@
-"""The exported graph: raw waveform in, every hidden state and its time-mean out.
+"""The exported graph: raw waveform in, every hidden state's time-mean and the frame layers' frames out.
 
 transformers' ``HubertModel`` / ``Data2VecAudioModel`` provide the modules; this wrapper runs them one by one
 and collects the hidden-state list itself, so its meaning does not depend on the library's output-capture
@@ -45,16 +45,40 @@ class HiddenStatesEncoder(nn.Module):
         return torch.stack(states, dim=1)
 
 
-class ServingGraph(nn.Module):
-    """What Triton serves: ``hidden_states [B, L, T, D]`` and ``pooled [B, L, D]`` (mean over frames)."""
+def hidden_state_list(states: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+    """An encoder's hidden states as ``[B, T_k, D_k]`` tensors, from the stacked ``[B, L, T, D]`` form or a list
+    (the two forms of the backbone contract, ``marblekit.core.backbones.BackbonePlugin``)."""
+    return list(states.unbind(1)) if isinstance(states, torch.Tensor) else list(states)
 
-    def __init__(self, encoder: nn.Module, output_dtype: torch.dtype = torch.float32):
+
+class NamedStates(nn.Module):
+    """A model that returns its representations by name, as the backbone contract's list in ``names`` order."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.names = tuple(names)
+        self.eval()
+
+    def forward(self, waveform: torch.Tensor) -> list[torch.Tensor]:
+        outputs = self.model(waveform)
+        return [outputs[name] for name in self.names]
+
+
+class ServingGraph(nn.Module):
+    """What Triton serves (``marblekit.core.served_model``): ``frames [B, T, C_f]``, the frames of
+    ``frame_layers`` side by side, and ``pooled [B, C]``, every hidden state's mean over its frames side by
+    side."""
+
+    def __init__(self, encoder: nn.Module, frame_layers: tuple[int, ...], output_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.encoder = encoder
+        self.frame_layers = tuple(frame_layers)
         self.output_dtype = output_dtype
         self.eval()
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden_states = self.encoder(waveform)
-        pooled = hidden_states.mean(dim=2)
-        return hidden_states.to(self.output_dtype), pooled.to(self.output_dtype)
+        states = hidden_state_list(self.encoder(waveform))
+        frames = torch.cat([states[k] for k in self.frame_layers], dim=2)
+        pooled = torch.cat([state.mean(dim=1) for state in states], dim=1)
+        return frames.to(self.output_dtype), pooled.to(self.output_dtype)

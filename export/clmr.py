@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from marblekit.core.backbones import BackboneSpec
 from marblekit.core.checksums import sha256_of
 
-SAMPLE_RATE, INPUT_SAMPLES = 22050, 59049
-#: (in, out) channels of the nine pooling blocks, as CLMR's ``SampleCNN.hidden``
-HIDDEN = ((128, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 512))
-#: name, width and samples per frame of every block's output
-BLOCKS = tuple([("block0", 128, 3)] + [(f"block{index + 1}", out, 3 ** (index + 2))
-                                        for index, (_, out) in enumerate(HIDDEN)] + [("block10", 512, 3 ** 10)])
+from .architecture import NamedStates
+from .plugins import CLMR_BLOCKS as BLOCKS
+from .plugins import CLMR_HIDDEN as HIDDEN
+from .plugins import CLMR_INPUT_SAMPLES as INPUT_SAMPLES
+from .plugins import CLMR_SAMPLE_RATE as SAMPLE_RATE
 
 
 class SampleCNN(nn.Module):
@@ -88,3 +88,15 @@ def load_clmr_checkpoint(path: Path) -> tuple[SampleCNN, str]:
     model = SampleCNN()
     load_state(model, state, f"{path} (CLMR SampleCNN encoder)")
     return model.eval(), sha256_of(path)
+
+
+# --- the backbone plugin (marblekit.export.plugins) --------------------------------------------------------
+
+def build(spec: BackboneSpec, seed: int) -> NamedStates:
+    """CLMR's encoder with seeded random weights, returning every block in ``spec.layer_names`` order."""
+    return NamedStates(random_sample_cnn(seed), spec.layer_names)
+
+
+def load_checkpoint(path: Path, spec: BackboneSpec) -> tuple[NamedStates, str]:
+    model, sha256 = load_clmr_checkpoint(path)
+    return NamedStates(model, spec.layer_names), sha256

@@ -51,8 +51,8 @@ def load_encoder(spec: BackboneSpec, checkpoint: Path | None = None, random_init
         return encoder.eval(), Provenance("checkpoint", str(checkpoint), sha256)
     if random_init:
         return build_random(spec, seed, plugin), Provenance("random-init", seed=seed)
-    raise ValueError(f"backbone {spec.name!r} needs weights: pass --checkpoint DIR (a local checkpoint) "
-                     f"or --random-init for seeded random weights in the published shape")
+    raise ValueError(f"backbone {spec.name!r} needs weights ({spec.weights}): pass --checkpoint DIR (a local "
+                     f"checkpoint) or --random-init for seeded random weights in the published shape")
 
 
 def build_random(spec: BackboneSpec, seed: int, plugin: BackbonePlugin | None) -> nn.Module:

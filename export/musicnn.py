@@ -23,16 +23,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from marblekit.core.backbones import BackboneSpec
 from marblekit.core.checksums import sha256_of
 
+from .architecture import NamedStates
+from .plugins import MUSICNN_FRAME_FEATURES as FRAME_FEATURES
+from .plugins import MUSICNN_HOP as HOP
+from .plugins import MUSICNN_PATCH_FEATURES as PATCH_FEATURES
+from .plugins import MUSICNN_PATCH_FRAMES as PATCH_FRAMES
 from .spectral import dft_kernels, slaney_mel_filterbank
 
-SAMPLE_RATE, N_FFT, HOP, N_MELS, PATCH_FRAMES = 16000, 512, 256, 96, 187
+SAMPLE_RATE, N_FFT, N_MELS = 16000, 512, 96
 FLOAT16_MAX = 65504.0
 BN_EPS = 1e-3
-#: the named representations per frame (width) and per patch, as ``musicnn.extractor`` returns them
-FRAME_FEATURES = {"timbral": 408, "temporal": 153, "cnn1": 64, "cnn2": 64, "cnn3": 64}
-PATCH_FEATURES = {"mean_pool": 753, "max_pool": 753, "penultimate": 200, "taggram": 50}
 
 
 def _float16(x: torch.Tensor) -> torch.Tensor:
@@ -230,3 +233,19 @@ def load_tensorflow_checkpoint(folder: Path) -> tuple[MusiCNN, str]:
     state = (_vgg_state_of if vgg else _musicnn_state_of)(reader.get_tensor)
     load_state(model.network, state, f"{folder} ({'VGG' if vgg else 'MusiCNN'} checkpoint)")
     return model.eval(), sha256_of(*files)
+
+
+# --- the backbone plugin (marblekit.export.plugins) --------------------------------------------------------
+
+def build(spec: BackboneSpec, seed: int) -> NamedStates:
+    """MusiCNN in ``spec``'s shape with seeded random weights, returning ``spec.layer_names`` in order."""
+    torch.manual_seed(seed)
+    return NamedStates(MusiCNN(), spec.layer_names)
+
+
+def load_checkpoint(path: Path, spec: BackboneSpec) -> tuple[NamedStates, str]:
+    """``spec``'s MusiCNN from a musicnn checkpoint folder; a VGG folder is refused, naming what it is."""
+    model, sha256 = load_tensorflow_checkpoint(path)
+    if not isinstance(model.network, MusiCNNPatch):
+        raise ValueError(f"{path} holds musicnn's VGG baseline, not MusiCNN ({spec.name} expects a *_musicnn folder)")
+    return NamedStates(model, spec.layer_names), sha256

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from marblekit.core.served_model import HIDDEN_STATES, INPUT, OUTPUTS, POOLED
+from marblekit.core.backbones import BackboneSpec
+from marblekit.core.served_model import FRAMES, INPUT, OUTPUTS, POOLED
 
 from .architecture import ServingGraph
 from .handcrafted import HandcraftedFeatures
@@ -48,12 +49,12 @@ def mixed_fp16(encoder: nn.Module) -> nn.Module:
     return _Fp16Input(half)
 
 
-def serving_graph(encoder: nn.Module, precision: str) -> ServingGraph:
+def serving_graph(encoder: nn.Module, spec: BackboneSpec, precision: str) -> ServingGraph:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32":
-        return ServingGraph(encoder, torch.float32)
-    return ServingGraph(mixed_fp16(encoder), torch.float16)
+        return ServingGraph(encoder, spec.frame_states, torch.float32)
+    return ServingGraph(mixed_fp16(encoder), spec.frame_states, torch.float16)
 
 
 def export_onnx(graph: ServingGraph, path: Path, example_samples: int = 16000) -> Path:
@@ -66,6 +67,6 @@ def export_onnx(graph: ServingGraph, path: Path, example_samples: int = 16000) -
             graph, (example,), str(path), dynamo=False, opset_version=OPSET,
             input_names=[INPUT], output_names=list(OUTPUTS),
             dynamic_axes={INPUT: {0: "batch", 1: "samples"},
-                          HIDDEN_STATES: {0: "batch", 2: "frames"}, POOLED: {0: "batch"}},
+                          FRAMES: {0: "batch", 1: "frames"}, POOLED: {0: "batch"}},
         )
     return path

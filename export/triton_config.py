@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from tritonclient.grpc import model_config_pb2 as mc
 
 from marblekit.core.backbones import BackboneSpec
-from marblekit.core.served_model import HIDDEN_STATES, INPUT, POOLED
+from marblekit.core.layers import LayerColumns
+from marblekit.core.served_model import FRAMES, INPUT, POOLED
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class ServingShape:
 def _io(spec: BackboneSpec, output_type: int) -> dict:
     return dict(
         input=[mc.ModelInput(name=INPUT, data_type=mc.TYPE_FP32, dims=[-1])],
-        output=[mc.ModelOutput(name=HIDDEN_STATES, data_type=output_type,
-                               dims=[spec.num_hidden_states, -1, spec.dim]),
-                mc.ModelOutput(name=POOLED, data_type=output_type, dims=[spec.num_hidden_states, spec.dim])],
+        output=[mc.ModelOutput(name=FRAMES, data_type=output_type,
+                               dims=[-1, LayerColumns.of(spec.frame_states, spec.dims).width]),
+                mc.ModelOutput(name=POOLED, data_type=output_type, dims=[sum(spec.dims)])],
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from marblekit.core.audio_input import Preparation
 from marblekit.core.served_model import ServedModel
 from marblekit.core.store_layout import StoreAttrs, StoreReader
-from marblekit.core.windows import MIN_WINDOW_S, Windowing
+from marblekit.core.windows import Windowing
 
 from .catalog import load_catalog
 from .engine import Engine
@@ -95,8 +95,9 @@ def extract(request: ExtractRequest) -> Summary:
             contextlib.closing(open_engine(request, progress.waiting)) as engine:
         info = engine.info
         check_model(request, info)
-        frame_layers = checked_layers(request.frame_layers, info.num_hidden_states) if request.frames else ()
-        settings = JobSettings(windowing, Preparation(info.sample_rate, info.normalize_input, request.crop_s),
+        frame_layers = checked_layers(request.frame_layers, info) if request.frames else ()
+        settings = JobSettings(windowing.for_model(info.min_samples, info.sample_rate),
+                               Preparation(info.sample_rate, info.normalize_input, request.crop_s),
                                frame_layers, request.batch, request.decoders, request.shard, request.scratch)
         store = Store(request.store, store_attrs(info, settings), [entry.id for entry in entries],
                       request.block_tracks)
@@ -131,14 +132,14 @@ def check_model(request: ExtractRequest, info: ServedModel) -> None:
         raise ValueError(f"--batch {request.batch} exceeds model {info.name!r}'s max_batch_size {info.max_batch}")
 
 
-def checked_layers(layers: tuple[int, ...] | None, num_hidden_states: int) -> tuple[int, ...]:
-    """The frame layers to keep (every hidden state when None); each unique and in range."""
+def checked_layers(layers: tuple[int, ...] | None, info: ServedModel) -> tuple[int, ...]:
+    """The frame layers to keep (every layer with frames when None); each unique and one with frames."""
     if layers is None:
-        return tuple(range(num_hidden_states))
-    bad = [layer for layer in layers if not 0 <= layer < num_hidden_states]
+        return info.frame_layers
+    bad = [layer for layer in layers if layer not in info.frame_layers]
     if bad or len(set(layers)) != len(layers):
-        raise ValueError(f"--layers {','.join(map(str, layers))}: each index must be unique and in "
-                         f"0..{num_hidden_states - 1}")
+        raise ValueError(f"--layers {','.join(map(str, layers))}: each index must be unique and one of the "
+                         f"hidden states with frames: {', '.join(map(str, info.frame_layers))}")
     return tuple(layers)
 
 
@@ -146,10 +147,13 @@ def store_attrs(info: ServedModel, settings: JobSettings) -> StoreAttrs:
     """What the store records about its features: the served model's provenance and this run's settings."""
     return StoreAttrs(
         model=info.name, backbone=info.backbone, onnx_sha256=info.onnx_sha256, random_init=info.random_init,
+        weights=str(info.provenance.get("weights", "")),
         precision=info.precision, sample_rate=info.sample_rate, frame_rate=info.frame_rate,
-        window_s=settings.windowing.window_s, hop_s=settings.windowing.hop_s, min_window_s=MIN_WINDOW_S,
+        window_s=settings.windowing.window_s, hop_s=settings.windowing.hop_s,
+        min_window_s=settings.windowing.min_window_s,
         crop_s=settings.preparation.crop_s, normalize_input=info.normalize_input,
-        layers=tuple(range(info.num_hidden_states)), frame_layers=settings.frame_layers, dim=info.dim,
+        layers=tuple(range(info.num_hidden_states)), layer_dims=info.layer_dims, frame_layers=settings.frame_layers,
+        weighted_layers=info.weighted_layers, layer_names=tuple(info.spec.get("layer_names") or ()),
     )
 
 

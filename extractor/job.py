@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from marblekit.core.audio_input import Preparation, Prepared, prepare_track
-from marblekit.core.served_model import HIDDEN_STATES, POOLED
+from marblekit.core.served_model import FRAMES, POOLED
 from marblekit.core.store_layout import DONE, FAILED, storable_text
 from marblekit.core.windows import Windowing
 
@@ -80,7 +80,7 @@ class JobSettings:
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return (POOLED, HIDDEN_STATES) if self.frame_layers else (POOLED,)
+        return (POOLED, FRAMES) if self.frame_layers else (POOLED,)
 
 
 @dataclass
@@ -262,7 +262,8 @@ class ExtractionJob:
 
     def _write(self, work: _BlockWork) -> None:
         info = self.engine.info
-        pooled = np.zeros((len(work.windows), info.num_hidden_states, info.dim), dtype=np.float16)
+        pooled = np.zeros((len(work.windows), info.columns.width), dtype=np.float16)
+        frame_columns = info.frame_columns.indices(self.settings.frame_layers)
         frames: list[np.ndarray | None] = [None] * len(work.windows)
         for slots, future in work.requests:
             try:
@@ -276,10 +277,10 @@ class ExtractionJob:
                 if not np.isfinite(pooled[slot]).all():
                     work.errors[work.windows[slot].track] = ("the model output is not finite in float16 "
                                                              "(NaN, or beyond the float16 range)")
-            if HIDDEN_STATES in outputs:
-                chosen = outputs[HIDDEN_STATES][:, list(self.settings.frame_layers)].astype(np.float16)
+            if FRAMES in outputs:
+                chosen = outputs[FRAMES][:, :, frame_columns].astype(np.float16)
                 for row, slot in enumerate(slots):
-                    frames[slot] = chosen[row].transpose(1, 0, 2)
+                    frames[slot] = chosen[row]
         self.store.write_block(self._assemble(work, pooled, frames))
         self._account(work)
 
@@ -296,7 +297,7 @@ class ExtractionJob:
         )
         if self.settings.frame_layers:
             chosen = [frames[slot] for slot in keep]
-            shape = (0, len(self.settings.frame_layers), self.engine.info.dim)
+            shape = (0, self.engine.info.frame_columns.select(self.settings.frame_layers).width)
             block.frames = np.concatenate(chosen) if chosen else np.zeros(shape, dtype=np.float16)
             block.frame_counts = np.array([f.shape[0] for f in chosen], dtype=np.int64)
         return block

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from marblekit.core.store_layout import (ATTRS_KEY, DONE_MARKERS, FAILED, FRAME_OFFSETS, FRAMES, LAYOUT_KEY,
-                                         POOLED, TRACK_ERROR, TRACK_ID, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START,
-                                         WINDOW_TRACK, ArraySpec, FlatArrays, Layout, StoreAttrs, consolidate,
-                                         create_array, create_store, mark_finalized, read_layout, storable_text)
+from marblekit.core.store_layout import (ATTRS_KEY, DONE_MARKERS, FAILED, FRAME_OFFSETS, FRAMES, LAYOUT_KEY, POOLED,
+                                         TRACK_ERROR, TRACK_ID, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START, WINDOW_TRACK,
+                                         ArraySpec, FlatArrays, Layout, StoreAttrs, consolidate, create_array,
+                                         create_store, mark_finalized, read_layout, storable_text)
 
 LOCKS = ".marblekit-locks"
 BUCKETS = "blocks"
@@ -45,11 +45,11 @@ class Block:
     index: int
     track_status: np.ndarray  # [n] uint8
     track_error: list[str]
-    pooled: np.ndarray  # [W_k, L, D] float16
+    pooled: np.ndarray  # [W_k, C] float16 (core.store_layout)
     window_track: np.ndarray  # [W_k] int32, global track index
     window_start: np.ndarray  # [W_k] float64 seconds
     window_length: np.ndarray  # [W_k] float64 seconds
-    frames: np.ndarray | None = None  # [F_k, K, D] float16
+    frames: np.ndarray | None = None  # [F_k, C_f] float16
     frame_counts: np.ndarray | None = None  # [W_k] int64
 
 

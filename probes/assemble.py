@@ -108,7 +108,8 @@ def probe_data(task: Task, dataset: Dataset, features: StoreFeatures, source: st
         evals[split] = EvalSet(rows[split], row_item, len(members), pool=task.kind != "beat")
     return ProbeData(features=matrix, train=train_set, valid=evals["valid"], test=evals["test"],
                      n_outputs=len(dataset.outputs), schedule=task.schedule,
-                     evaluator=_evaluator(task, dataset, by_split, evals, fps))
+                     evaluator=_evaluator(task, dataset, by_split, evals, fps),
+                     mixed_layers=features.attrs.weighted_layers)
 
 
 def _evaluator(task: Task, dataset: Dataset, by_split: dict[str, list[Unit]], evals: dict[str, EvalSet], fps: float):

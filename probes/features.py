@@ -1,10 +1,10 @@
 """A feature store opened for probing: the rows of every extracted track, read piecewise as fp16.
 
 The layout is ``marblekit.core.store_layout``; the probes use ``track_id`` (the item id: the audio file's
-path relative to the dataset folder), ``track_status`` (only done tracks count), ``pooled`` [W, L+1, D] with
-``window_track`` / ``window_start`` / ``window_length``, and with ``--frames`` ``frames`` [F, K, D] with
-``frame_offsets`` (frame-level probes need every layer, K = L+1; a track's frames are its windows' frames in
-time order).
+path relative to the dataset folder), ``track_status`` (only done tracks count), ``pooled`` [W, C] with
+``window_track`` / ``window_start`` / ``window_length``, and with ``--frames`` ``frames`` [F, C_f] with
+``frame_offsets`` (frame-level probes run on every stored frame layer, which must include the weighted sum's;
+a track's frames are its windows' frames in time order).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from marblekit.core.layers import LayerColumns
 from marblekit.core.store_layout import (DONE, FRAME_OFFSETS, FRAMES, POOLED, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START,
-                                         WINDOW_TRACK, StoreAttrs, StoreReader)
+                                         WINDOW_TRACK, StoreAttrs, StoreReader, flat_rows)
 
 #: rows read from the store per call while loading: a few chunks, so memory stays bounded by this span
 READ_SPAN_BYTES = 256 << 20
@@ -35,29 +36,26 @@ class StoreFeatures:
     level: str
     attrs: StoreAttrs
     track_ids: list[str]
-    array: Any  # the zarr array holding the rows: pooled [W, L+1, D] or frames [F, L+1, D]
+    array: Any  # the zarr array holding the rows: pooled [W, C] or frames [F, C_f] (format 1: [rows, L, D])
     track_rows: list[np.ndarray]
     window_length: np.ndarray | None = None  # pooled level: seconds of each store row
 
     @property
-    def n_hidden_states(self) -> int:
-        return int(self.array.shape[1])
-
-    @property
-    def dim(self) -> int:
-        return int(self.array.shape[2])
+    def columns(self) -> LayerColumns:
+        """The layers of this level's rows and where their columns are."""
+        return self.attrs.frame_columns if self.level == "frames" else self.attrs.columns
 
     def read_spans(self, rows: np.ndarray) -> Any:
-        """Yield (index into ``rows``, fp16 [k, L+1, D]) for sorted unique store ``rows``, reading one
-        contiguous span of at most ``READ_SPAN_BYTES`` at a time."""
+        """Yield (index into ``rows``, fp16 [k, C]) for sorted unique store ``rows``, reading one contiguous
+        span of at most ``READ_SPAN_BYTES`` at a time."""
         chunk = int(self.array.chunks[0])
-        span = max(1, READ_SPAN_BYTES // max(self.n_hidden_states * self.dim * 2, 1) // chunk) * chunk
+        span = max(1, READ_SPAN_BYTES // max(self.columns.width * 2, 1) // chunk) * chunk
         first = 0
         while first < len(rows):
             begin = int(rows[first]) // span * span
             last = int(np.searchsorted(rows, begin + span))
             block = self.array[begin:int(rows[last - 1]) + 1]
-            yield np.arange(first, last), np.asarray(block[rows[first:last] - begin], np.float16)
+            yield np.arange(first, last), flat_rows(np.asarray(block[rows[first:last] - begin], np.float16))
             first = last
 
 
@@ -89,9 +87,11 @@ def _frame_rows(reader: StoreReader, track_ids: list[str], windows: list[np.ndar
     attrs = reader.attrs
     if not reader.has(FRAMES):
         raise ValueError(f"store {reader.path}: holds no frame-level features; extract with --frames")
-    if attrs.frame_layers != attrs.layers:
+    missing = sorted(set(attrs.weighted_layers) - set(attrs.frame_layers))
+    if missing:
         raise ValueError(f"store {reader.path}: frames hold layers {list(attrs.frame_layers)} but frame-level "
-                         f"probes need every layer {list(attrs.layers)}; extract with --frames and no --layers")
+                         f"probes need every layer with frames, and the weighted sum's {list(attrs.weighted_layers)}"
+                         f" are not all there; extract with --frames and no --layers")
     offsets = reader.read(FRAME_OFFSETS).astype(np.int64)
     starts = reader.read(WINDOW_START)
     rows = []

@@ -29,9 +29,12 @@ def load_results(dirs: list[Path]) -> list[dict[str, Any]]:
 
 
 def _backbone(report: dict[str, Any]) -> str:
+    """The row label: the model, and whether its weights are random or pretrained (a checkpoint)."""
     meta = report.get("store_metadata", {})
     name = str(meta.get("model", report.get("store", "?")))
-    return f"{name} (random init)" if meta.get("random_init") else name
+    if meta.get("random_init"):
+        return f"{name} (random init)"
+    return f"{name} (pretrained)" if meta.get("weights") == "checkpoint" else name
 
 
 def cell(report: dict[str, Any]) -> tuple[str, float]:

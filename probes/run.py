@@ -60,7 +60,7 @@ def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: A
     mode = request.mode or scheduling.default_mode()
     data = probe_data(task, dataset, features, str(request.store), budget, mode != "vectorised", progress)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
-    configs = types.probe_grid(data.n_hidden_states, request.learning_rates)
+    configs = types.probe_grid(data.features.layers, request.learning_rates, bool(data.mixed_layers))
     started = time.perf_counter()
     results = scheduling.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress,
                             budget.bytes)
@@ -77,7 +77,7 @@ def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, featu
     data = separation_data(task, dataset, features, request.data, str(request.store), budget, progress)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
     settings = request.separation
-    configs = types.probe_grid(data.n_hidden_states, request.learning_rates)
+    configs = types.probe_grid(data.features.layers, request.learning_rates, bool(data.mixed_layers))
     started = time.perf_counter()
     results = separation.run_separation_grid(data, configs, settings, request.seed, request.device, progress)
     items = {split: len(tracks) for split, tracks in data.splits.items()}

@@ -1,6 +1,7 @@
 """The whole grid in one of three modes, which differ only in how probes share the hardware:
 
-* ``vectorised``: one group holding every probe (pays on a GPU);
+* ``vectorised``: one group holding every probe of one width (pays on a GPU): a backbone whose layers differ
+  in width trains one group per width;
 * ``per-layer``: one group per layer choice (its learning rates stacked: they share the input batch and
   the per-step overhead, as long as a batch's activations stay small) spread over worker processes with
   one thread each, the features shared through a memory-mapped file; the weighted-sum group, the slowest,
@@ -8,7 +9,7 @@
   probe`` measures it against the others);
 * ``per-probe``: groups of one, spread over the workers the same way.
 
-Features are layer-major ``[L+1, rows, D]`` fp16 (``marblekit.probes.matrix``). A group copies the layers it
+Features are layer-major fp16 (``marblekit.probes.matrix.LayerMatrix``). A group copies the layers it
 uses into RAM when they fit the memory budget; otherwise it reads batches straight from the memory-mapped
 matrix, so a store larger than RAM trains with the same results, only slower.
 """
@@ -42,9 +43,9 @@ _WORKER: dict[str, Any] = {}
 def _worker_init(features_path: str, payload: ProbeData, seed: int, budget: int | None) -> None:
     """One thread per worker; the features are a shared read-only memory map, the rest is sent once."""
     torch.set_num_threads(1)
-    features = np.load(features_path, mmap_mode="r")
+    features = dataclasses.replace(payload.features, buffer=np.load(features_path, mmap_mode="r"))
     _WORKER.update(data=dataclasses.replace(payload, features=features), seed=seed,
-                   slabs=Slabs(features, budget))
+                   slabs=Slabs(features, payload.mixed_layers, budget))
 
 
 def _worker_train(job: list[tuple[int, ProbeConfig]]) -> list[ProbeResult]:
@@ -67,24 +68,30 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
     ids = np.arange(len(configs))
     if mode == "vectorised":
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        with tqdm(total=data.schedule.max_epochs, desc="grid epochs", disable=not progress) as bar:
+        width_groups = _width_groups(data, configs)
+        with tqdm(total=data.schedule.max_epochs * len(width_groups), desc="grid epochs", disable=not progress) as bar:
             def on_epoch(epoch: int, live: int) -> None:
                 bar.update(1)
                 bar.set_postfix(live=live)
             # a matrix in RAM already holds its share of the budget: copies may use only the rest
-            in_ram = 0 if isinstance(data.features, np.memmap) else data.features.nbytes
+            in_ram = 0 if isinstance(data.features.buffer, np.memmap) else data.features.nbytes
             budget = None if memory_bytes is None else max(memory_bytes - in_ram, 0)
-            return train_group(data, configs, ids, seed, device, on_epoch, Slabs(data.features, budget))
+            slabs = Slabs(data.features, data.mixed_layers, budget)
+            results = {}
+            for group in width_groups:
+                results.update(zip(group, train_group(data, [configs[i] for i in group], ids[group], seed, device,
+                                                      on_epoch, slabs)))
+            return [results[int(i)] for i in ids]
     workers = workers or os.cpu_count() or 1
     groups = _worker_groups(configs, mode, workers, BATCH_ITEMS * len(data.train.rows) / data.train.n_items)
     workers = min(workers, len(groups))
     per_worker = None if memory_bytes is None else memory_bytes // workers
-    payload = dataclasses.replace(data, features=np.empty((0, 0, 0), np.float16))
+    payload = dataclasses.replace(data, features=dataclasses.replace(data.features, buffer=np.empty(0, np.float16)))
     with contextlib.ExitStack() as stack:
-        path = getattr(data.features, "filename", None)
+        path = getattr(data.features.buffer, "filename", None)
         if path is None:  # an in-RAM matrix: share it through a temporary file
             path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="marblekit-probe-"))) / "features.npy"
-            np.save(path, data.features)
+            np.save(path, data.features.buffer)
         pool = stack.enter_context(fork_context().Pool(workers, initializer=_worker_init,
                                                         initargs=(str(path), payload, seed, per_worker)))
         jobs = [[(int(i), configs[i]) for i in group] for group in groups]
@@ -94,6 +101,15 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
                 results.update(zip(group, trained))
                 bar.update(len(group))
     return [results[int(i)] for i in ids]
+
+
+def _width_groups(data: ProbeData, configs: list[ProbeConfig]) -> list[list[int]]:
+    """Probe indices by the width of the layers they read (one group for a transformer)."""
+    groups: dict[int, list[int]] = {}
+    for i, config in enumerate(configs):
+        layers = data.mixed_layers if config.layer is None else (config.layer,)
+        groups.setdefault(data.features.width(layers), []).append(i)
+    return list(groups.values())
 
 
 def _worker_groups(configs: list[ProbeConfig], mode: str, workers: int, batch_rows: float) -> list[list[int]]:

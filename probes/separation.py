@@ -64,9 +64,9 @@ class SeparationResult(ProbeResult):
     stems: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def input_layers(config: ProbeConfig, n_hidden_states: int) -> np.ndarray:
-    """Hidden states a probe reads: its layer, or 1..L for the weighted sum."""
-    return np.array([config.layer]) if config.layer is not None else np.arange(1, n_hidden_states)
+def input_layers(config: ProbeConfig, mixed_layers: tuple[int, ...]) -> np.ndarray:
+    """Hidden states a probe reads: its layer, or the weighted sum's layers."""
+    return np.array([config.layer]) if config.layer is not None else np.array(mixed_layers)
 
 
 def chunk_frames(data: SeparationData, settings: SeparationSettings) -> int:
@@ -86,9 +86,9 @@ class StemTrainer:
 
         self.data, self.waves, self.settings, self.seed = data, stem_waves, settings, seed
         self.device = torch.device(device)
-        self.layers = input_layers(config, data.n_hidden_states)
+        self.layers = input_layers(config, data.mixed_layers)
         torch.manual_seed(seed)
-        self.model = MaskHead(data.features.shape[2], data.spectrogram.n_bins, len(self.layers),
+        self.model = MaskHead(data.features.width(self.layers), data.spectrogram.n_bins, len(self.layers),
                               settings.hidden).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=0.0)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(

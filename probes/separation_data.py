@@ -21,7 +21,7 @@ from marblekit.core.store_layout import StoreAttrs
 from marblekit.core.task_format import SPLITS
 from marblekit.probes.assemble import track_index
 from marblekit.probes.features import StoreFeatures
-from marblekit.probes.matrix import MemoryBudget, load_rows
+from marblekit.probes.matrix import LayerMatrix, MemoryBudget, load_rows
 from marblekit.probes.tasks.base import Dataset, Item, Task
 from marblekit.probes.types import Schedule
 
@@ -91,28 +91,25 @@ class Track:
 
 @dataclass
 class SeparationData:
-    """Layer-major frame features [L+1, rows, D] (in RAM or memory-mapped), the tracks of each split (their
-    ``rows`` index the features' second axis), and the STFT that aligns them."""
+    """Layer-major frame features (``LayerMatrix``, in RAM or memory-mapped), the tracks of each split (their
+    ``rows`` index the features' rows), the STFT that aligns them and the layers the weighted sum mixes."""
 
-    features: np.ndarray
+    features: LayerMatrix
     splits: dict[str, list[Track]]
     spectrogram: Spectrogram
     sample_rate: int
     stems: tuple[str, ...]
     schedule: Schedule
-
-    @property
-    def n_hidden_states(self) -> int:
-        return self.features.shape[0]
+    mixed_layers: tuple[int, ...] = ()
 
     def track_features(self, track: Track, layers: np.ndarray, start: int = 0, length: int | None = None
                        ) -> np.ndarray:
-        """Frames [start, start+length) of a track's ``layers`` as float32 [length, layers, D], zeros past
-        the stored rows."""
+        """Frames [start, start+length) of a track's ``layers`` (one width) as float32 [length, layers, D],
+        zeros past the stored rows."""
         length = track.n_frames - start if length is None else length
-        out = np.zeros((length, len(layers), self.features.shape[2]), np.float32)
+        out = np.zeros((length, len(layers), self.features.width(layers)), np.float32)
         rows = track.rows[start:start + length]
-        out[:len(rows)] = self.features[layers[:, None], rows[None, :]].transpose(1, 0, 2)
+        out[:len(rows)] = np.stack([self.features.layer(k)[rows] for k in layers], axis=1)
         return out
 
     def stem(self, track: Track, stem: str) -> np.ndarray:
@@ -153,7 +150,8 @@ def separation_data(task: Task, dataset: Dataset, features: StoreFeatures, root:
     matrix, positions = load_rows(features, [track.rows for track in tracks], budget, progress=progress)
     for track, rows in zip(tracks, positions):
         track.rows = rows
-    return SeparationData(matrix, splits, spectrogram, sample_rate, dataset.outputs, task.schedule)
+    return SeparationData(matrix, splits, spectrogram, sample_rate, dataset.outputs, task.schedule,
+                          features.attrs.weighted_layers)
 
 
 def _track(item: Item, rows: np.ndarray, root: Path, spectrogram: Spectrogram, sample_rate: int,

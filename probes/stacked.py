@@ -47,6 +47,15 @@ def initial_weights(n_features: int, n_outputs: int, n_mixed: int, seed: int) ->
             "w2": second.weight.detach().T.contiguous(), "b2": second.bias.detach()[None].clone(), "mix": mix}
 
 
+def _mixed_index(feature_layers: np.ndarray, mixed_layers: tuple[int, ...], device: Any) -> slice | Any:
+    """Where the weighted sum's layers are among ``feature_layers``: a slice when they lie side by side (a
+    view of the batch, as for a transformer's layers 1..L), else an index tensor."""
+    positions = [int(np.flatnonzero(feature_layers == layer)[0]) for layer in mixed_layers]
+    if positions == list(range(positions[0], positions[0] + len(positions))):
+        return slice(positions[0], positions[0] + len(positions))
+    return torch.as_tensor(positions, device=device)
+
+
 class ProbeGroup:
     """Stacked probes with their own Adam state, learning rates, schedulers, stopping and best weights."""
 
@@ -59,9 +68,10 @@ class ProbeGroup:
         self.schedule = data.schedule
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         n = len(self.configs)
-        n_mixed = data.n_hidden_states - 1
-        start = initial_weights(data.features.shape[2], data.n_outputs, n_mixed, seed)
-        self.feature_layers = feature_layers
+        self.feature_layers = np.asarray(feature_layers)
+        mixes = any(c.layer is None for c in configs)
+        self.mixed = _mixed_index(self.feature_layers, data.mixed_layers, self.device) if mixes else slice(0, 0)
+        start = initial_weights(data.features.width(self.feature_layers), data.n_outputs, len(data.mixed_layers), seed)
         self.params = {k: start[k][None].repeat(n, *[1] * start[k].dim()).to(self.device).requires_grad_()
                        for k in ("w1", "b1", "w2", "b2")}
         self.is_mix = torch.tensor([c.layer is None for c in self.configs], device=self.device)
@@ -108,7 +118,7 @@ class ProbeGroup:
             inputs.append(x.expand(len(positions), -1, -1) if x.shape[0] == 1 else x[positions])
         if p["mix"].shape[0]:
             weights = torch.softmax(p["mix"], dim=1)
-            inputs.append(torch.einsum("pl,lbd->pbd", weights, x[1:]))
+            inputs.append(torch.einsum("pl,lbd->pbd", weights, x[self.mixed]))
         h = torch.relu(torch.baddbmm(p["b1"], inputs[0] if len(inputs) == 1 else torch.cat(inputs), p["w1"]))
         if dropout is not None:
             h = h * dropout / (1.0 - DROPOUT)

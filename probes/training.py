@@ -64,7 +64,7 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
     probe's run does not depend on the group it trains in: every mode gives the same results. On a GPU one
     device draw serves all probes (a per-probe stream would cost more than the step itself).
     """
-    slabs = slabs or Slabs(data.features)
+    slabs = slabs or Slabs(data.features, data.mixed_layers)
     layers = slabs.layers_for(configs)
     group = ProbeGroup(configs, probe_ids, data, seed, device, layers)
     features = slabs.get(layers)

@@ -4,16 +4,21 @@ trains and evaluates on, and what a probe run yields. No torch here: task defini
 never the trainer.
 
 A probe is Linear(D, 512) -> ReLU -> Dropout(0.2) -> Linear(512, C) on one hidden state, or on the
-softmax-weighted sum of hidden states 1..L.
+softmax-weighted sum of the backbone's weighted-sum layers (hidden states 1..L of a transformer, as MARBLE
+mixes them; layers of one width that share one space for other backbones: ``BackboneSpec.weighted_layers``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from marblekit.probes.matrix import LayerMatrix
 
 LEARNING_RATES = (5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2)
 HIDDEN_UNITS = 512
@@ -24,7 +29,7 @@ SEED = 1234  # every MARBLE reference run uses this seed
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """One grid point. ``layer`` None means the softmax-weighted sum over layers 1..L."""
+    """One grid point: a hidden-state index, or None for the softmax-weighted sum."""
 
     layer: int | None
     lr: float
@@ -34,13 +39,15 @@ class ProbeConfig:
         return f"{'all' if self.layer is None else f'layer {self.layer}'}, lr {self.lr:g}"
 
 
-def probe_grid(n_hidden_states: int, learning_rates: tuple[float, ...] = LEARNING_RATES) -> list[ProbeConfig]:
-    """Layers 0..L then the weighted sum, each with every learning rate (ascending).
+def probe_grid(layers: Sequence[int], learning_rates: tuple[float, ...] = LEARNING_RATES,
+               weighted: bool = True) -> list[ProbeConfig]:
+    """Every layer (hidden-state indices, ascending) then the weighted sum (unless ``weighted`` is off: a
+    backbone without layers that share one space), each with every learning rate (ascending).
 
     This order is also the tie-break: among equal validation monitors the earliest probe wins, i.e. the
     lowest layer, then the smallest learning rate, the weighted sum last.
     """
-    layers: list[int | None] = [*range(n_hidden_states), None]
+    layers = [*sorted(layers), *([None] if weighted else [])]
     return [ProbeConfig(layer, lr) for layer in layers for lr in sorted(learning_rates)]
 
 
@@ -92,20 +99,18 @@ class Evaluator(Protocol):
 
 @dataclass
 class ProbeData:
-    """Everything a grid needs: layer-major fp16 features [L+1, rows, D] (in RAM or a read-only memory
-    map) and the three splits, whose rows index the features' second axis."""
+    """Everything a grid needs: layer-major fp16 features (``marblekit.probes.matrix.LayerMatrix``, in RAM
+    or a read-only memory map), the three splits, whose rows index the features' rows, and the layers the
+    weighted sum mixes."""
 
-    features: np.ndarray
+    features: LayerMatrix
     train: TrainSet
     valid: EvalSet
     test: EvalSet
     n_outputs: int
     schedule: Schedule
     evaluator: Evaluator
-
-    @property
-    def n_hidden_states(self) -> int:
-        return self.features.shape[0]
+    mixed_layers: tuple[int, ...] = ()
 
 
 @dataclass

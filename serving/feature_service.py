@@ -21,11 +21,12 @@ import grpc
 import numpy as np
 
 from marblekit.core.audio_input import AudioError, Preparation, assemble, stream_bytes, stream_pcm
-from marblekit.core.served_model import HIDDEN_STATES, POOLED, ServedModel
+from marblekit.core.layers import LayerColumns
+from marblekit.core.served_model import FRAMES, POOLED, ServedModel
 from marblekit.core.store_layout import DONE
 from marblekit.core.store_layout import POOLED as STORE_POOLED
 from marblekit.core.store_layout import (TRACK_ERROR, TRACK_POOLED, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START,
-                                         WINDOW_TRACK, StoreReader)
+                                         WINDOW_TRACK, StoreReader, flat_rows)
 from marblekit.core.windows import MIN_WINDOW_S, Windowing
 from marblekit.features.tensors import to_tensor
 from marblekit.features.v1 import features_pb2 as pb
@@ -176,13 +177,7 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
 
     @staticmethod
     def _layers(requested: list[int], info: ServedModel) -> tuple[int, ...]:
-        layers = tuple(requested) or tuple(range(info.num_hidden_states))
-        bad = [layer for layer in layers if not 0 <= layer < info.num_hidden_states]
-        if bad or len(set(layers)) != len(layers):
-            raise BadRequest(f"layers {list(layers)}: each must be unique and in 0..{info.num_hidden_states - 1} "
-                             f"({info.name} has {info.num_hidden_states} hidden states)",
-                             grpc.StatusCode.NOT_FOUND if bad else grpc.StatusCode.INVALID_ARGUMENT)
-        return layers
+        return one_width_layers(requested, info.columns, info.name)
 
     @staticmethod
     def _windowing(options: pb.EmbedOptions, info: ServedModel) -> Windowing:
@@ -190,10 +185,11 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
         if options.hop_s < 0:
             raise BadRequest(f"hop_s must be positive (or 0 for the window length), got {options.hop_s:g}")
         longest = info.max_samples / info.sample_rate
-        if not MIN_WINDOW_S <= window <= longest:
-            raise BadRequest(f"window_s {window:g} is outside what {info.name} accepts: {MIN_WINDOW_S:g} to "
+        shortest = max(MIN_WINDOW_S, info.min_samples / info.sample_rate)
+        if not shortest <= window <= longest:
+            raise BadRequest(f"window_s {window:g} is outside what {info.name} accepts: {shortest:g} to "
                              f"{longest:g} s")
-        return Windowing(window, options.hop_s or window)
+        return Windowing(window, options.hop_s or window).for_model(info.min_samples, info.sample_rate)
 
     def _prepare(self, data: bytes, pcm: bool, pcm_format: pb.PcmFormat, how: Preparation) -> np.ndarray:
         """The model-rate clip, normalised as the extractor normalises it; refuses audio over the limit."""
@@ -230,8 +226,11 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
         bounds = windowing.bounds(len(clip), info.sample_rate)
         if not bounds:
             raise BadRequest(f"{len(clip) / info.sample_rate:.2f} s of audio (after cropping): at least "
-                             f"{MIN_WINDOW_S:g} s is needed for one window")
-        outputs = (POOLED, HIDDEN_STATES) if frames else (POOLED,)
+                             f"{windowing.min_window_s:g} s is needed for one window")
+        if frames and set(layers) - set(info.frame_layers):
+            raise BadRequest(f"frames: layers {sorted(set(layers) - set(info.frame_layers))} of {info.name} have no "
+                             f"frame-level features; those with frames: {list(info.frame_layers)}")
+        outputs = (POOLED, FRAMES) if frames else (POOLED,)
         try:
             futures = backbone.batcher.submit([clip[start:stop] for start, stop in bounds], outputs)
         except QueueFull as err:
@@ -243,7 +242,9 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
         except FutureTimeout:
             raise BadRequest(f"no answer from Triton within {self.limits.deadline_s:g} s",
                              grpc.StatusCode.DEADLINE_EXCEEDED) from None
-        pooled = np.stack([result[POOLED][list(layers)] for result in results]).astype(np.float32)
+        chosen = info.columns.select(layers)
+        pooled = chosen.stacked(np.stack([result[POOLED][info.columns.indices(layers)]
+                                          for result in results]).astype(np.float32))
         response = pb.EmbedResponse(
             model=info.name, layers=list(layers), frame_rate=info.frame_rate, sample_rate=info.sample_rate,
             random_init=info.random_init, window_start=[start / info.sample_rate for start, _ in bounds],
@@ -251,8 +252,8 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
             pooled=to_tensor(pooled), track_pooled=to_tensor(pooled.mean(axis=0, dtype=np.float64).astype(np.float32)),
             audio_seconds=len(clip) / info.sample_rate)
         if frames:
-            per_window = [result[HIDDEN_STATES][list(layers)].transpose(1, 0, 2).astype(np.float32)
-                          for result in results]
+            columns = info.frame_columns.indices(layers)
+            per_window = [chosen.stacked(result[FRAMES][:, columns].astype(np.float32)) for result in results]
             response.frames.CopyFrom(to_tensor(np.concatenate(per_window)))
             response.frame_offsets.extend(np.concatenate([[0], np.cumsum([len(f) for f in per_window])]).tolist())
         return response
@@ -273,11 +274,9 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
             raise BadRequest(f"store {request.store!r} has no track {', '.join(map(repr, missing[:5]))}"
                              + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""),
                              grpc.StatusCode.NOT_FOUND)
-        layers = list(request.layers) or list(range(len(reader.attrs.layers)))
-        bad = [layer for layer in layers if not 0 <= layer < len(reader.attrs.layers)]
-        if bad:
-            raise BadRequest(f"layers {bad} are not in the store's 0..{len(reader.attrs.layers) - 1}",
-                             grpc.StatusCode.NOT_FOUND)
+        columns = reader.attrs.columns
+        layers = list(one_width_layers(list(request.layers), columns, f"store {request.store!r}"))
+        chosen, taken = columns.select(layers), columns.indices(layers)
         rows = [index[track] for track in request.track_ids]
         status, errors = reader.read(TRACK_STATUS), reader.array(TRACK_ERROR)
         means = reader.array(TRACK_POOLED)
@@ -285,10 +284,11 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
         response = pb.LookupResponse(model=reader.attrs.model, layers=layers, random_init=reader.attrs.random_init)
         for track, row in zip(request.track_ids, rows):
             features = pb.TrackFeatures(track_id=track, done=bool(status[row] == DONE), error=str(errors[row]),
-                                        track_pooled=to_tensor(means[row][layers]))
+                                        track_pooled=to_tensor(chosen.stacked(flat_rows(means[row:row + 1])[0, taken])))
             if window_track is not None:
                 first, last = np.searchsorted(window_track, [row, row + 1])
-                features.pooled.CopyFrom(to_tensor(reader.array(STORE_POOLED)[first:last][:, layers]))
+                pooled = flat_rows(reader.array(STORE_POOLED)[first:last])[:, taken]
+                features.pooled.CopyFrom(to_tensor(chosen.stacked(pooled)))
                 features.window_start.extend(reader.array(WINDOW_START)[first:last].tolist())
                 features.window_length.extend(reader.array(WINDOW_LENGTH)[first:last].tolist())
             response.tracks.append(features)
@@ -300,15 +300,33 @@ class FeatureService(features_pb2_grpc.FeaturesServicer):
         spec, provenance = info.spec, info.provenance
         return pb.Model(
             name=info.name, backbone=info.backbone, sample_rate=info.sample_rate, frame_rate=info.frame_rate,
-            num_hidden_states=info.num_hidden_states, layer_dims=[info.dim] * info.num_hidden_states,
+            num_hidden_states=info.num_hidden_states, layer_dims=list(info.layer_dims),
             layer_names=[str(name) for name in spec.get("layer_names", [])], precision=info.precision,
             random_init=info.random_init, weights=str(provenance.get("weights", "")),
             checkpoint_sha256=str(provenance.get("checkpoint_sha256", "")), onnx_sha256=info.onnx_sha256,
             normalize_input=info.normalize_input, default_window_s=DEFAULT_WINDOW_S, default_hop_s=DEFAULT_WINDOW_S,
-            min_window_s=MIN_WINDOW_S, max_window_s=info.max_samples / info.sample_rate)
+            min_window_s=max(MIN_WINDOW_S, info.min_samples / info.sample_rate),
+            max_window_s=info.max_samples / info.sample_rate)
 
     def _call(self, method: str, context: grpc.ServicerContext) -> _Call:
         return _Call(self.metrics, method, context)
+
+
+def one_width_layers(requested: list[int], columns: LayerColumns, owner: str) -> tuple[int, ...]:
+    """The hidden states a call asks for (every one when empty): unique, known, and of one width, since the
+    responses hold them as ``[..., layers, dim]`` tensors."""
+    layers = tuple(requested) or columns.layers
+    bad = [layer for layer in layers if layer not in columns.layers]
+    if bad or len(set(layers)) != len(layers):
+        raise BadRequest(f"layers {list(layers)}: each must be unique and one of {owner}'s hidden states "
+                         f"{columns.layers[0]}..{columns.layers[-1]}",
+                         grpc.StatusCode.NOT_FOUND if bad else grpc.StatusCode.INVALID_ARGUMENT)
+    chosen = columns.select(layers)
+    if not chosen.uniform:
+        groups = "; ".join(",".join(map(str, group)) for group in columns.width_groups())
+        raise BadRequest(f"layers {list(layers)} of {owner} have different widths ({chosen.describe()}); one call "
+                         f"returns layers of one width: ask for one of these groups at a time: {groups}")
+    return layers
 
 
 class _Call:

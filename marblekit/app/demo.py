@@ -2,9 +2,10 @@
 leaderboard out.
 
   1. render the synthetic suite (FluidSynth; reused when already rendered with the same seed and scale);
-  2. export ``handcrafted`` and a MERT-shaped backbone (a local checkpoint, else seeded random weights,
-     labelled as such everywhere) into a Triton model repository;
-  3. start the embedded CPU Triton serving both;
+  2. export ``handcrafted``, a MERT-shaped backbone (a local checkpoint, else seeded random weights, labelled
+     as such everywhere) and ``musicnn-mtt`` with the trained weights of the installed ``musicnn`` wheel (the
+     pretrained row; skipped, saying so, without the wheel) into a Triton model repository;
+  3. start the embedded CPU Triton serving them;
   4. extract every task's audio through Triton over gRPC into one store per (backbone, task), with the
      windows and feature level the task declares (extraction resumes where a previous run stopped);
   5. run the probe grid of every task on every store;
@@ -21,6 +22,7 @@ from marblekit.app.exit_codes import GateFailed, TracksFailed
 from marblekit.core.backbones import BackboneSpec, get_backbone
 from marblekit.core.task_format import read_header
 from marblekit.export.pipeline import export_model
+from marblekit.export.plugins import musicnn_unavailable
 from marblekit.extractor.api import ExtractRequest, extract, render_summary
 from marblekit.probes.report import write_report
 from marblekit.probes.run import ProbeRequest, run_probe
@@ -32,6 +34,7 @@ from marblekit.synth.registry import TASKS as SYNTH_TASKS
 from marblekit.synth.suite import render_task
 
 HANDCRAFTED = "handcrafted"
+PRETRAINED = "musicnn-mtt"
 #: Source separation trains one LSTM model per stem and grid point, one after another: GPU work at MARBLE's
 #: sizes. The demo shows it at a size a 2-core machine finishes in about a minute per backbone.
 DEMO_SEPARATION = SeparationSettings(hidden=32, chunk_s=2.0, samples_per_track=4, batch_size=16)
@@ -51,6 +54,7 @@ class DemoSettings:
     max_epochs: int | None = None
     workers: int = 0
     progress: bool = True
+    pretrained: bool = True  # add the musicnn-mtt row when its checkpoint is installed
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -59,8 +63,9 @@ class DemoSettings:
         return spec.with_layers(self.mert_layers) if self.mert_layers else spec
 
     @property
-    def backbones(self) -> tuple[str, str]:
-        return HANDCRAFTED, self.mert_spec.name
+    def backbones(self) -> tuple[str, ...]:
+        return (HANDCRAFTED, self.mert_spec.name) + ((PRETRAINED,) if self.pretrained else ())
+
 
 
 def announce(message: str) -> float:
@@ -102,6 +107,11 @@ def export_backbones(settings: DemoSettings) -> Path:
     if settings.checkpoint is None:
         print(f"  NOTE: {mert.name} has seeded RANDOM weights (no --checkpoint): its scores show the "
               f"machinery, not what MERT learned")
+    if settings.pretrained:
+        report = export_model(get_backbone(PRETRAINED), repo)
+        print(report.summary())
+        if not report.parity_ok:
+            raise GateFailed(f"{PRETRAINED}: the exported graph failed its parity check")
     return repo
 
 
@@ -141,10 +151,14 @@ def probe_all(settings: DemoSettings, suite: Path, stores: dict[tuple[str, str],
 def run_demo(settings: DemoSettings) -> str:
     """Run every step; returns the leaderboard table (also in OUT/report/table.md, plot in layers.png)."""
     started = time.perf_counter()
+    problem = musicnn_unavailable(get_backbone(PRETRAINED)) if settings.pretrained else None
+    if problem:
+        print(f"NOTE: no pretrained row ({PRETRAINED}): {problem}")
+        settings.pretrained = False
     t = announce(f"1/5 synthetic suite ({settings.scale}, seed {settings.seed})")
     suite = render_suite(settings)
     settings.timings["synth"] = time.perf_counter() - t
-    t = announce(f"2/5 export {HANDCRAFTED} and {settings.mert_spec.name}")
+    t = announce(f"2/5 export {', '.join(settings.backbones)}")
     repo = export_backbones(settings)
     settings.timings["export"] = time.perf_counter() - t
     t = announce("3/5 embedded Triton, extraction of every task through it")

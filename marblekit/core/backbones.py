@@ -46,10 +46,47 @@ class BackboneSpec:
     layer_names: tuple[str, ...] = ()
     centered_frames: bool = False  # frame k is centred on sample k * hop (padded STFT), not starting there
     weights_needed: bool = True  # False: a fixed graph (DSP) with nothing to learn or load
+    #: width of each hidden state; empty: every one is ``dim`` wide
+    layer_dims: tuple[int, ...] = ()
+    #: the hidden states with a frame every ``hop`` samples (None: all); the others (a CNN's coarser blocks,
+    #: a per-patch embedding) are stored per window only
+    frame_layers: tuple[int, ...] | None = None
+    #: the hidden states the weighted-sum probe mixes, all of one width (None: 1..L, as MARBLE mixes a
+    #: transformer's layer outputs; empty: the backbone has no states that share one space)
+    weighted_layers: tuple[int, ...] | None = None
+    frame_block: int = 1  # frames come in whole blocks of this many (musicnn's 187-frame patches)
+
+    def __post_init__(self) -> None:
+        if self.layer_dims and len(self.layer_dims) != self.num_hidden_states:
+            raise ValueError(f"backbone {self.name!r}: layer_dims has {len(self.layer_dims)} widths for "
+                             f"{self.num_hidden_states} hidden states")
+        states = range(self.num_hidden_states)
+        for field_name in ("frame_layers", "weighted_layers"):
+            bad = [k for k in getattr(self, field_name) or () if k not in states]
+            if bad:
+                raise ValueError(f"backbone {self.name!r}: {field_name} {bad} are not hidden states 0..{states[-1]}")
+        if len({self.dims[k] for k in self.mixed_layers}) > 1:
+            raise ValueError(f"backbone {self.name!r}: the weighted-sum layers {list(self.mixed_layers)} have "
+                             f"widths {[self.dims[k] for k in self.mixed_layers]}; they must share one width")
 
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """The width of every hidden state."""
+        return self.layer_dims or (self.dim,) * self.num_hidden_states
+
+    @property
+    def frame_states(self) -> tuple[int, ...]:
+        """The hidden states that have frame-level features."""
+        return tuple(range(self.num_hidden_states)) if self.frame_layers is None else self.frame_layers
+
+    @property
+    def mixed_layers(self) -> tuple[int, ...]:
+        """The hidden states the weighted-sum probe mixes."""
+        return tuple(range(1, self.num_hidden_states)) if self.weighted_layers is None else self.weighted_layers
 
     @property
     def num_hidden_states(self) -> int:
@@ -62,10 +99,12 @@ class BackboneSpec:
     def num_frames(self, num_samples: int) -> int:
         """Frames the backbone emits for ``num_samples`` of input (0 when the input is too short)."""
         if self.centered_frames:
-            return num_samples // self.hop + 1 if num_samples > 0 else 0
-        if num_samples < self.receptive_field:
-            return 0
-        return (num_samples - self.receptive_field) // self.hop + 1
+            frames = num_samples // self.hop + 1 if num_samples > 0 else 0
+        elif num_samples < self.receptive_field:
+            frames = 0
+        else:
+            frames = (num_samples - self.receptive_field) // self.hop + 1
+        return frames // self.frame_block * self.frame_block
 
     def with_layers(self, num_layers: int) -> "BackboneSpec":
         """The same architecture at another depth (tests use shallow copies of the published shapes)."""
@@ -80,6 +119,9 @@ class BackboneSpec:
             "layers": self.num_layers,
             "hidden_states": self.num_hidden_states,
             "dim": self.dim,
+            "layer_dims": list(self.dims),
+            "frame_layers": list(self.frame_states),
+            "weighted_layers": list(self.mixed_layers),
             "normalize_input": self.normalize_input,
             "pre_layer_norm": self.pre_layer_norm,
             "weights": self.weights,
@@ -151,18 +193,24 @@ class BackbonePlugin:
     references resolved only when a model is built (they may import torch):
 
     - ``build(spec, seed) -> nn.Module``: the encoder, seeded random weights (or none, for a fixed graph);
-      ``forward(waveform [B, N] float32 at spec.sample_rate) -> [B, spec.num_hidden_states, T, spec.dim]``
-      with T = ``spec.num_frames(N)``;
+      ``forward(waveform [B, N] float32 at spec.sample_rate)`` returns every hidden state, either stacked as
+      ``[B, spec.num_hidden_states, T, spec.dim]`` (all of one width and rate) or as a list in hidden-state
+      order of ``[B, T_k, spec.dims[k]]``, where T = ``spec.num_frames(N)`` for the ``spec.frame_states``
+      and any number of frames (at least one) for the others;
     - ``load_checkpoint(path, spec) -> (nn.Module, sha256)``: the same encoder with the weights of a local
       checkpoint (a file or folder in the plugin's own format) and a checksum of what was read;
     - ``find_checkpoint(spec) -> Path | None`` (optional): a checkpoint that ships with an installed package,
       used when ``marblekit export`` gets neither ``--checkpoint`` nor ``--random-init``.
+
+    ``parity_rtol``: the export's fp32 parity gate for a graph that rounds to float16 inside (0: the absolute
+    1e-4 gate only): every layer within this share of its largest value.
     """
 
     specs: tuple[BackboneSpec, ...]
     build: str
     load_checkpoint: str = ""
     find_checkpoint: str = ""
+    parity_rtol: float = 0.0
 
     def resolve(self, field_name: str) -> Callable:
         """The function a reference field names, with an error that says which plugin and field failed."""

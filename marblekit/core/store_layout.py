@@ -2,23 +2,27 @@
 
 The extractor writes it (through :func:`create_store`, :class:`FlatArrays` and :func:`mark_finalized`), the
 probes and every other reader open it with :class:`StoreReader`, and tests and benchmarks write small stores
-with :func:`write_store`, the same code path in one call. ``W`` windows, ``T`` tracks, ``L`` hidden states,
-``D`` dim::
+with :func:`write_store`, the same code path in one call. ``W`` windows, ``T`` tracks, ``C`` the widths of the
+stored hidden states side by side (``attrs["marblekit"]["layer_dims"]``; hidden state ``layers[k]`` owns columns
+``sum(layer_dims[:k])`` to ``sum(layer_dims[:k+1])``, :class:`marblekit.core.layers.LayerColumns`), ``C_f`` those
+of the frame layers::
 
-    pooled         [W, L, D]  float16   time-mean of every hidden state, one row per window
+    pooled         [W, C]     float16   time-mean of every hidden state, one row per window
     window_track   [W]        int32     row -> track index
     window_start   [W]        float64   window start in seconds, from the (cropped) clip start
     window_length  [W]        float64   window length in seconds (the tail window is shorter)
     track_id       [T]        str       catalog ids, catalog order
     track_status   [T]        uint8     0 pending, 1 done, 2 failed
     track_error    [T]        str       why a track failed ("" when done)
-    track_pooled   [T, L, D]  float16   mean of the track's window rows (NaN for failed tracks)
-    frames         [F, K, D]  float16   (--frames) every frame of the K chosen layers, window by window
+    track_pooled   [T, C]     float16   mean of the track's window rows (NaN for failed tracks)
+    frames         [F, C_f]   float16   (--frames) every frame of the chosen frame layers, window by window
     frame_offsets  [W + 1]    int64     (--frames) window w's frames are frames[offsets[w]:offsets[w+1]]
     attrs["marblekit"]         :class:`StoreAttrs` (what the features are and how they were made)
     attrs["marblekit_layout"]  :class:`Layout` (how the writer cut the work; ``finalized`` once complete)
 
 A store is readable once ``finalized`` is set: the writer sets it after every flat array is complete.
+Format 1 stores (marblekit 0.1: ``pooled [W, L, D]``, ``frames [F, K, D]``, one width) stay readable: their
+feature arrays read as the same rows flattened to ``[W, L*D]``.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ import numpy as np
 import zarr
 
 from marblekit import __version__
+from marblekit.core.layers import LayerColumns
 
 #: the layout described above; a store with a larger number was written by a newer marblekit
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ATTRS_KEY = "marblekit"
 LAYOUT_KEY = "marblekit_layout"
 PENDING, DONE, FAILED = 0, 1, 2
@@ -85,16 +90,18 @@ class ArraySpec:
     dims: tuple[str, ...]
 
 
-POOLED = ArraySpec("pooled", "float16", ("window", "layer", "dim"))
+POOLED = ArraySpec("pooled", "float16", ("window", "feature"))
 WINDOW_TRACK = ArraySpec("window_track", "int32", ("window",))
 WINDOW_START = ArraySpec("window_start", "float64", ("window",))
 WINDOW_LENGTH = ArraySpec("window_length", "float64", ("window",))
 TRACK_ID = ArraySpec("track_id", str, ("track",))
 TRACK_STATUS = ArraySpec("track_status", "uint8", ("track",))
 TRACK_ERROR = ArraySpec("track_error", str, ("track",))
-TRACK_POOLED = ArraySpec("track_pooled", "float16", ("track", "layer", "dim"))
-FRAMES = ArraySpec("frames", "float16", ("frame", "frame_layer", "dim"))
+TRACK_POOLED = ArraySpec("track_pooled", "float16", ("track", "feature"))
+FRAMES = ArraySpec("frames", "float16", ("frame", "frame_feature"))
 FRAME_OFFSETS = ArraySpec("frame_offsets", "int64", ("window_edge",))
+#: the arrays whose rows are features on concatenated layer columns
+FEATURE_ARRAYS = (POOLED, TRACK_POOLED, FRAMES)
 
 
 def create_array(group: zarr.Group, spec: ArraySpec, shape: tuple[int, ...], chunks: tuple[int, ...],
@@ -108,8 +115,9 @@ def create_array(group: zarr.Group, spec: ArraySpec, shape: tuple[int, ...], chu
 @dataclass(frozen=True)
 class StoreAttrs:
     """``attrs["marblekit"]``: everything needed to interpret the features and to refuse resuming a store
-    with other settings. ``layers``: the hidden-state index of each pooled row; ``frame_layers``: those kept
-    at frame level."""
+    with other settings. ``layers``: the hidden state of each column span of ``pooled``, ``layer_dims`` their
+    widths; ``frame_layers``: those kept at frame level; ``weighted_layers``: those the weighted-sum probe
+    mixes (one width)."""
 
     model: str
     sample_rate: int
@@ -117,22 +125,35 @@ class StoreAttrs:
     window_s: float
     hop_s: float
     layers: tuple[int, ...]
-    dim: int
+    layer_dims: tuple[int, ...]
     random_init: bool
     precision: str
     backbone: str = ""
+    weights: str = ""  # where the model's weights came from: "checkpoint", "random-init" or "none" (a fixed graph)
     onnx_sha256: str = ""
     crop_s: float | None = None
     normalize_input: bool = False
     frame_layers: tuple[int, ...] = ()
+    weighted_layers: tuple[int, ...] = ()
+    layer_names: tuple[str, ...] = ()
     min_window_s: float = 1.0
     store_dtype: str = "float16"
     pooling: str = "mean over frames"
     marblekit_version: str = __version__
     format_version: int = FORMAT_VERSION
 
+    @property
+    def columns(self) -> LayerColumns:
+        """Where each stored hidden state sits in ``pooled`` / ``track_pooled``."""
+        return LayerColumns(self.layers, self.layer_dims)
+
+    @property
+    def frame_columns(self) -> LayerColumns:
+        """Where each frame layer sits in ``frames``."""
+        return self.columns.select(self.frame_layers)
+
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"layers": list(self.layers), "frame_layers": list(self.frame_layers)}
+        return dataclasses.asdict(self) | {key: list(getattr(self, key)) for key in _TUPLES}
 
     def settings(self) -> dict[str, Any]:
         """What must agree for two runs to write the same store (everything but the writer's version)."""
@@ -140,8 +161,12 @@ class StoreAttrs:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any] | None, source: str) -> StoreAttrs:
-        """Parse a store's attrs; stores from before the format version are version 1."""
+        """Parse a store's attrs; stores from before the format version are version 1 (one width ``dim``,
+        the weighted sum over every layer but the first)."""
         raw = dict(raw or {})
+        if int(raw.get("format_version", 1)) == 1 and "dim" in raw and "layers" in raw:
+            raw.setdefault("layer_dims", [raw["dim"]] * len(raw["layers"]))
+            raw.setdefault("weighted_layers", raw["layers"][1:])
         names = {f.name for f in dataclasses.fields(cls)}
         required = [f.name for f in dataclasses.fields(cls)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -154,10 +179,17 @@ class StoreAttrs:
             raise ValueError(f"store {source} has layout version {version}; this marblekit reads up to "
                              f"{FORMAT_VERSION}: upgrade marblekit")
         known = {key: value for key, value in raw.items() if key in names}
-        known["layers"] = tuple(known["layers"])
-        known["frame_layers"] = tuple(known.get("frame_layers") or ())
+        known |= {key: tuple(known.get(key) or ()) for key in _TUPLES}
         known["format_version"] = version
         return cls(**known)
+
+
+_TUPLES = ("layers", "layer_dims", "frame_layers", "weighted_layers", "layer_names")
+
+
+def flat_rows(block: np.ndarray) -> np.ndarray:
+    """Feature rows as ``[rows, columns]``: format 2's rows as they are, format 1's ``[rows, L, D]`` flattened."""
+    return block.reshape(block.shape[0], -1)
 
 
 @dataclass(frozen=True)
@@ -205,23 +237,24 @@ class FlatArrays:
     """The final arrays, created at their full size and filled a run of whole tracks at a time."""
 
     def __init__(self, group: zarr.Group, windows: int, attrs: StoreAttrs, tracks: int, frames: int = 0):
-        layers, dim = len(attrs.layers), attrs.dim
+        width = attrs.columns.width
         rows = (max(min(windows, ROW_CHUNK), 1),)
-        self.pooled = create_array(group, POOLED, (windows, layers, dim), rows + (layers, dim))
+        self.pooled = create_array(group, POOLED, (windows, width), rows + (width,))
         self.window_track = create_array(group, WINDOW_TRACK, (windows,), rows)
         self.window_start = create_array(group, WINDOW_START, (windows,), rows)
         self.window_length = create_array(group, WINDOW_LENGTH, (windows,), rows)
         track_rows = (max(tracks, 1),)
         self.track_status = create_array(group, TRACK_STATUS, (tracks,), track_rows)
         self.track_error = create_array(group, TRACK_ERROR, (tracks,), track_rows)
-        self.track_pooled = create_array(group, TRACK_POOLED, (tracks, layers, dim),
-                                         (max(min(tracks, ROW_CHUNK), 1), layers, dim), fill_value=np.nan)
+        self.track_pooled = create_array(group, TRACK_POOLED, (tracks, width), (max(min(tracks, ROW_CHUNK), 1), width),
+                                         fill_value=np.nan)
         self.status = np.zeros(tracks, dtype=np.uint8)
         self.errors = np.full(tracks, "", dtype=object)
         self.frames = self.frame_offsets = None
         if attrs.frame_layers:
-            self.frames = create_array(group, FRAMES, (frames, len(attrs.frame_layers), dim),
-                                       (max(min(frames, FRAME_CHUNK), 1), len(attrs.frame_layers), dim))
+            frame_width = attrs.frame_columns.width
+            self.frames = create_array(group, FRAMES, (frames, frame_width),
+                                       (max(min(frames, FRAME_CHUNK), 1), frame_width))
             self.frame_offsets = np.zeros(windows + 1, dtype=np.int64)
         self.group = group
 
@@ -232,7 +265,7 @@ class FlatArrays:
         rows ``window_offset:``, and those tracks' status, errors and mean vectors."""
         if pooled.shape[1:] != self.pooled.shape[1:]:
             raise ValueError(f"pooled rows of shape {list(pooled.shape[1:])} do not fit the store's "
-                             f"[layers, dim] = {list(self.pooled.shape[1:])} (its attrs' layers and dim)")
+                             f"{list(self.pooled.shape[1:])} columns (the widths of its attrs' layers)")
         stop = window_offset + pooled.shape[0]
         if pooled.shape[0]:
             self.pooled[window_offset:stop] = pooled
@@ -269,7 +302,7 @@ def _track_means(pooled: np.ndarray, window_track: np.ndarray, tracks: range) ->
     counts = np.bincount(local, minlength=len(tracks))
     means = np.full(sums.shape, np.nan, dtype=np.float16)
     has = counts > 0
-    means[has] = (sums[has] / counts[has, None, None]).astype(np.float16)
+    means[has] = (sums[has] / counts[has, None]).astype(np.float16)
     return means
 
 
@@ -279,8 +312,9 @@ def write_store(path: str | Path, attrs: StoreAttrs, track_ids: list[str], *, po
                 track_error: list[str] | None = None, frames: np.ndarray | None = None,
                 frame_counts: np.ndarray | None = None) -> None:
     """A complete store in one call, through the extractor's writer (tests, benchmarks, small experiments).
-    Defaults: windows of a track one second apart and ``window_s`` long, every track done. ``frames`` [F, K, D]
-    with ``frame_counts`` [W] (frames per window) when the attrs name frame layers."""
+    Defaults: windows of a track one second apart and ``window_s`` long, every track done. ``pooled`` [W, C]
+    (or [W, L, D] for layers of one width); ``frames`` [F, C_f] (or [F, K, D]) with ``frame_counts`` [W] (frames
+    per window) when the attrs name frame layers."""
     path = Path(path)
     window_track = np.asarray(window_track, np.int32)
     if window_start is None:
@@ -292,11 +326,11 @@ def write_store(path: str | Path, attrs: StoreAttrs, track_ids: list[str], *, po
     status = np.full(len(track_ids), DONE, np.uint8) if track_status is None else np.asarray(track_status, np.uint8)
     group = create_store(path, attrs, track_ids, Layout(block_tracks=max(len(track_ids), 1), num_blocks=1))
     flat = FlatArrays(group, len(window_track), attrs, len(track_ids), 0 if frames is None else len(frames))
-    flat.write_tracks(range(len(track_ids)), 0, np.asarray(pooled, np.float16), window_track,
+    flat.write_tracks(range(len(track_ids)), 0, flat_rows(np.asarray(pooled, np.float16)), window_track,
                       np.asarray(window_start, np.float64), np.asarray(window_length, np.float64), status,
                       track_error or [""] * len(track_ids))
     if frames is not None:
-        flat.write_frames(0, 0, np.asarray(frames, np.float16), np.asarray(frame_counts, np.int64))
+        flat.write_frames(0, 0, flat_rows(np.asarray(frames, np.float16)), np.asarray(frame_counts, np.int64))
     flat.finish()
     mark_finalized(group, path)
     consolidate(path)
@@ -351,7 +385,9 @@ class StoreReader:
         return self.group[spec.name]
 
     def read(self, spec: ArraySpec) -> np.ndarray:
-        return self.array(spec)[...]
+        """The whole array; feature arrays as ``[rows, columns]`` whatever the format (:func:`flat_rows`)."""
+        values = self.array(spec)[...]
+        return flat_rows(values) if spec in FEATURE_ARRAYS else values
 
     def track_ids(self) -> list[str]:
         return [str(track) for track in self.read(TRACK_ID)]

@@ -1,6 +1,6 @@
 """The main job at tiny scale, through the real embedded Triton: the leaderboard has every synthetic task for
-both backbones, and the handcrafted features beat each task's recorded chance level where they carry the
-information."""
+every backbone, the pretrained musicnn-mtt row included (its stores extracted through Triton and probed end to
+end), and the handcrafted features beat each task's recorded chance level where they carry the information."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from marblekit.app.cli import main
+from marblekit.core.backbones import get_backbone
+from marblekit.export.plugins import musicnn_unavailable
 from marblekit.serving.environment import environment_problem
 from marblekit.synth.fluid import Renderer
 from marblekit.synth.registry import TASKS
 
 MISSING = environment_problem()
+PRETRAINED = [] if musicnn_unavailable(get_backbone("musicnn-mtt")) else ["musicnn-mtt"]
 
 
 def soundfont_problem() -> str | None:
@@ -47,12 +50,14 @@ def test_leaderboard_has_every_task_for_both_backbones(demo: Path) -> None:
     header, _, *rows = table.strip().splitlines()
     assert all(task in header for task in TASKS)
     backbones = [row.split("|")[1].strip() for row in rows]
-    assert backbones == ["handcrafted", "mert-v0-2l (random init)"]
+    assert backbones == ["handcrafted", "mert-v0-2l (random init)", *(f"{name} (pretrained)" for name in PRETRAINED)]
     assert (demo / "report" / "layers.png").stat().st_size > 10_000
-    for backbone in ("handcrafted", "mert-v0-2l"):
+    weights = {"handcrafted": "none", "mert-v0-2l": "random-init", "musicnn-mtt": "checkpoint"}
+    for backbone in ("handcrafted", "mert-v0-2l", *PRETRAINED):
         for task in TASKS:
             results = json.loads((demo / "probes" / backbone / task / "results.json").read_text())
-            assert results["store_metadata"]["random_init"] is (backbone != "handcrafted")
+            assert results["store_metadata"]["random_init"] is (backbone == "mert-v0-2l")
+            assert results["store_metadata"]["weights"] == weights[backbone]
 
 
 @pytest.mark.parametrize("task", HANDCRAFTED_BEATS_CHANCE)

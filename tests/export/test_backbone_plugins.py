@@ -71,7 +71,7 @@ def test_a_plugin_backbone_runs_end_to_end(plugin_path: Path, tmp_path: Path) ->
     windows = [clip[a:b] for a, b in Windowing(1.0, 1.0).bounds(len(clip), 16000)]
     model, _ = tinyplug.load_checkpoint(tinyplug.SHIPPED, tinyplug.SPEC)
     with torch.no_grad():
-        expected = np.stack([model(torch.from_numpy(w)[None])[0].mean(dim=1).numpy() for w in windows])
+        expected = np.stack([model(torch.from_numpy(w)[None])[0].mean(dim=1).flatten().numpy() for w in windows])
     np.testing.assert_allclose(view.pooled.astype(np.float32), expected, rtol=2e-3, atol=2e-3)
 
 

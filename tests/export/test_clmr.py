@@ -1,17 +1,19 @@
-"""CLMR's SampleCNN: CLMR's module names and shapes, its checkpoint formats imported exactly, and an ONNX export
-that equals PyTorch. No CLMR weights can be downloaded here, so the checkpoints are written by the test in the
+"""CLMR's SampleCNN: CLMR's module names and shapes, its checkpoint formats imported exactly, and the registered
+``clmr`` backbone exported from such a checkpoint equal to PyTorch. No CLMR weights can be downloaded here, so the checkpoints are written by the test in the
 formats CLMR's training code produces (a PyTorch-Lightning .ckpt; a plain state dict)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from marblekit.core.backbones import get_backbone
+from marblekit.core.checksums import sha256_of
 from marblekit.export.clmr import BLOCKS, INPUT_SAMPLES, SampleCNN, load_clmr_checkpoint, random_sample_cnn
+from marblekit.export.pipeline import export_model
 
 #: CLMR's SampleCNN(strides=[3] * 9): conv widths of its 11 blocks (clmr/models/sample_cnn.py)
 CLMR_CONVS = [(1, 128)] + [(128, 128), (128, 128), (128, 256)] + [(256, 256)] * 5 + [(256, 512), (512, 512)]
@@ -80,30 +82,26 @@ def test_what_is_not_a_clmr_checkpoint_is_refused_with_a_reason(tmp_path: Path) 
         load_clmr_checkpoint(tmp_path / "absent.ckpt")
 
 
-class _Named(torch.nn.Module):
-    def __init__(self, model: SampleCNN):
-        super().__init__()
-        self.model = model
-
-    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(waveform)
-        return tuple(outputs[name] for name, _, _ in BLOCKS)
-
-
-def test_the_onnx_export_equals_pytorch(tmp_path: Path) -> None:
+def test_marblekit_export_of_a_clmr_checkpoint_serves_every_block(tmp_path: Path) -> None:
+    """``marblekit export clmr --checkpoint FILE``: the graph passes its parity gate, records the checkpoint, and
+    serves every block's mean side by side (128 to 512 wide, no padding) and the frames of the two blocks at one
+    frame per 59049 samples."""
     import onnxruntime as ort
 
-    model = random_sample_cnn(1)
-    names = [name for name, _, _ in BLOCKS]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_Named(model).eval(), (torch.randn(1, INPUT_SAMPLES),), str(tmp_path / "clmr.onnx"),
-                          dynamo=False, opset_version=17, input_names=["waveform"], output_names=names,
-                          dynamic_axes={"waveform": {0: "batch", 1: "samples"}})
-    session = ort.InferenceSession(str(tmp_path / "clmr.onnx"), providers=["CPUExecutionProvider"])
-    audio = (0.1 * np.random.default_rng(0).standard_normal((2, 3 * INPUT_SAMPLES))).astype(np.float32)
+    trained = random_sample_cnn(4)
+    torch.save(_lightning(trained), tmp_path / "clmr.ckpt")
+    spec = get_backbone("clmr")
+    report = export_model(spec, tmp_path / "repo", checkpoint=tmp_path / "clmr.ckpt")
+    assert report.parity_ok and report.provenance["weights"] == "checkpoint", report.summary()
+    assert report.provenance["checkpoint_sha256"] == sha256_of(tmp_path / "clmr.ckpt")
+    session = ort.InferenceSession(str(report.model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    audio = (0.1 * np.random.default_rng(0).standard_normal((2, 3 * INPUT_SAMPLES + 100))).astype(np.float32)
+    frames, pooled = session.run(["frames", "pooled"], {"waveform": audio})
     with torch.no_grad():
-        expected = model(torch.from_numpy(audio))
-    for name, got in zip(names, session.run(None, {"waveform": audio})):
-        want = expected[name].numpy()
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=name)
+        expected = trained(torch.from_numpy(audio))
+    names = [name for name, _, _ in BLOCKS]
+    want_pooled = torch.cat([expected[name].mean(dim=1) for name in names], dim=1).numpy()
+    want_frames = torch.cat([expected[names[k]] for k in spec.frame_states], dim=2).numpy()
+    assert spec.frame_states == (9, 10) and frames.shape == (2, 3, 1024) and pooled.shape == (2, sum(spec.dims))
+    np.testing.assert_allclose(pooled, want_pooled, rtol=1e-4, atol=1e-4 * np.abs(want_pooled).max())
+    np.testing.assert_allclose(frames, want_frames, rtol=1e-4, atol=1e-4 * np.abs(want_frames).max())

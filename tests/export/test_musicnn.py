@@ -1,7 +1,9 @@
 """MusiCNN with the trained MTT weights of the ``musicnn`` wheel, against the original implementation its authors
 wrote (``musicnn.extractor`` on TensorFlow) on the same audio: every named representation and the taggram, from
-the PyTorch port and from its exported ONNX graph (front end inside). Needs the ``tensorflow`` extra and the
-``musicnn`` wheel, which ``scripts/install.sh`` installs; skipped without them.
+the PyTorch port per patch and from the graph ``marblekit export musicnn-mtt`` writes (front end inside; its
+``frames`` are the frame-level features side by side, its ``pooled`` every feature's mean over the input).
+Needs the ``tensorflow`` extra and the ``musicnn`` wheel, which ``scripts/install.sh`` installs; skipped
+without them.
 
 Tolerance: max |ours - original| <= 1e-3 x max |original|, per feature, wherever the original is finite (the
 float16 front end is reproduced step by step; what is left is the DFT-by-convolution's float32 rounding, which
@@ -22,7 +24,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from marblekit.core.backbones import get_backbone
+from marblekit.core.layers import LayerColumns
 from marblekit.export.musicnn import FRAME_FEATURES, PATCH_FEATURES, VGG_FEATURES, load_tensorflow_checkpoint
+from marblekit.export.pipeline import export_model
 
 MUSICNN = importlib.util.find_spec("musicnn")  # found, not imported: TensorFlow loads only when these tests run
 pytestmark = [
@@ -55,29 +60,27 @@ def clip(path: Path, seconds: float, amplitude: float, seed: int) -> np.ndarray:
     return audio.astype(np.float32)
 
 
-class NamedOutputs(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        features = self.model(waveform)
-        return tuple(features[name] for name in NAMES)
-
-
 @pytest.fixture(scope="module")
 def ported(tmp_path_factory: pytest.TempPathFactory):
-    """The port with the MTT weights, and an onnxruntime session of its exported graph."""
+    """The port with the MTT weights, and an onnxruntime session of what ``marblekit export musicnn-mtt``
+    writes with no other argument (the checkpoint found in the installed wheel)."""
     import onnxruntime as ort
 
     model, sha256 = load_tensorflow_checkpoint(CHECKPOINT)
-    path = tmp_path_factory.mktemp("musicnn") / "musicnn.onnx"
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(NamedOutputs(model).eval(), (torch.randn(1, 48000),), str(path), dynamo=False,
-                          opset_version=17, input_names=["waveform"], output_names=list(NAMES),
-                          dynamic_axes={"waveform": {0: "batch", 1: "samples"}})
-    return model, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), sha256
+    report = export_model(get_backbone("musicnn-mtt"), tmp_path_factory.mktemp("repo"))
+    assert report.parity_ok and report.provenance["checkpoint"] == str(CHECKPOINT), report.summary()
+    assert report.provenance["checkpoint_sha256"] == sha256
+    session = ort.InferenceSession(str(report.model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    return model, session, sha256
+
+
+def exported(session, audio: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The exported graph's ``frames`` and ``pooled`` of one clip, split into the named features."""
+    spec = get_backbone("musicnn-mtt")
+    frames, pooled = session.run(["frames", "pooled"], {"waveform": audio[None]})
+    columns = LayerColumns(tuple(range(spec.num_hidden_states)), spec.dims)
+    per_frame = dict(zip(FRAME_FEATURES, columns.select(spec.frame_states).split(frames[0])))
+    return per_frame, dict(zip(NAMES, columns.split(pooled[0])))
 
 
 def _agreement(ours: np.ndarray, theirs: np.ndarray) -> float:
@@ -93,18 +96,19 @@ def test_every_feature_equals_the_original(ported, tmp_path: Path, seconds: floa
     reference = original(tmp_path / "clip.wav")
     with torch.no_grad():
         torch_out = {name: value[0].numpy() for name, value in model(torch.from_numpy(audio)[None]).items()}
-    onnx_out = dict(zip(NAMES, (value[0] for value in session.run(None, {"waveform": audio[None]}))))
+    frames, pooled = exported(session, audio)
     patches = len(reference["taggram"])
     assert patches == int((len(audio) // 256 + 1) // 187) and len(sha256) == 64
     for name in NAMES:
         theirs = reference[name]
+        assert np.isfinite(theirs).all()
+        if name not in STALE:
+            assert _agreement(pooled[name], theirs.mean(axis=0)) <= 1e-3, (name, "pooled")
         if name in STALE:  # compare the first patch, the only one the original computes right
-            rows = 187 if name in FRAME_FEATURES else 1
-            theirs = theirs[:rows]
-        for ours in (torch_out[name], onnx_out[name]):
+            theirs = theirs[:187 if name in FRAME_FEATURES else 1]
+        for ours in (torch_out[name], *([frames[name]] if name in FRAME_FEATURES else [])):
             ours = ours[:len(theirs)]
             assert ours.shape == theirs.shape, name
-            assert np.isfinite(theirs).all()
             assert _agreement(ours, theirs) <= 1e-3, (name, _agreement(ours, theirs))
 
 
@@ -113,8 +117,7 @@ def test_loud_input_stays_finite_where_the_original_overflows(ported, tmp_path: 
     audio = clip(tmp_path / "loud.wav", 6.0, 0.5, seed=3)
     reference = original(tmp_path / "loud.wav")
     assert not np.isfinite(reference["timbral"]).all(), "expected the original's float16 overflow"
-    outputs = dict(zip(NAMES, session.run(None, {"waveform": audio[None]})))
-    assert all(np.isfinite(value).all() for value in outputs.values())
+    assert all(np.isfinite(output).all() for output in session.run(None, {"waveform": audio[None]}))
 
 
 def test_the_taggram_hears_piano_and_drums(ported) -> None:

@@ -14,6 +14,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from marblekit.app.cli import main
 from marblekit.core.backbones import get_backbone
+from marblekit.core.layers import LayerColumns
 from marblekit.core.served_model import config_from_text as parse
 from marblekit.export.builders import random_encoder
 from marblekit.export.parity import per_layer_cosine
@@ -43,8 +44,13 @@ def waveforms(sample_rate: int) -> list[np.ndarray]:
 
 def run_onnx(path: Path, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    hidden, pooled = session.run(["hidden_states", "pooled"], {"waveform": waveform})
-    return hidden, pooled
+    frames, pooled = session.run(["frames", "pooled"], {"waveform": waveform})
+    return frames, pooled
+
+
+def side_by_side(stacked: np.ndarray) -> np.ndarray:
+    """[B, L, T, D] -> [B, T, L*D]: the served frames of a one-width backbone."""
+    return stacked.transpose(0, 2, 1, 3).reshape(stacked.shape[0], stacked.shape[2], -1)
 
 
 @pytest.mark.parametrize("label", ARCHITECTURES)
@@ -54,18 +60,20 @@ def test_fp32_and_fp16_exports_match_pytorch(label: str, repo: Path) -> None:
                for precision in ("fp32", "fp16")}
     assert all(report.parity_ok for report in reports.values()), [r.summary() for r in reports.values()]
     reference_encoder = random_encoder(spec, seed=5)  # rebuilt independently from the same seed
+    columns = LayerColumns(tuple(range(spec.num_hidden_states)), spec.dims)
     for waveform in waveforms(spec.sample_rate):
         with torch.no_grad():
-            reference = reference_encoder(torch.from_numpy(waveform)).numpy()
-        hidden32, pooled32 = run_onnx(reports["fp32"].model_dir / "1" / "model.onnx", waveform)
-        assert hidden32.dtype == np.float32 and hidden32.shape == reference.shape
-        assert hidden32.shape[2] == spec.num_frames(waveform.shape[1])
-        assert np.abs(hidden32 - reference).max() <= 1e-4
-        assert np.abs(pooled32 - reference.mean(axis=2)).max() <= 1e-4
-        hidden16, pooled16 = run_onnx(reports["fp16"].model_dir / "1" / "model.onnx", waveform)
-        assert hidden16.dtype == np.float16 and pooled16.dtype == np.float16
-        assert per_layer_cosine(reference, hidden16).min() >= 0.999
-        assert per_layer_cosine(reference.mean(axis=2)[:, :, None], pooled16[:, :, None]).min() >= 0.999
+            stacked = reference_encoder(torch.from_numpy(waveform)).numpy()
+        reference, reference_pooled = side_by_side(stacked), stacked.mean(axis=2).reshape(len(waveform), -1)
+        frames32, pooled32 = run_onnx(reports["fp32"].model_dir / "1" / "model.onnx", waveform)
+        assert frames32.dtype == np.float32 and frames32.shape == reference.shape
+        assert frames32.shape[1] == spec.num_frames(waveform.shape[1])
+        assert np.abs(frames32 - reference).max() <= 1e-4
+        assert np.abs(pooled32 - reference_pooled).max() <= 1e-4
+        frames16, pooled16 = run_onnx(reports["fp16"].model_dir / "1" / "model.onnx", waveform)
+        assert frames16.dtype == np.float16 and pooled16.dtype == np.float16
+        assert per_layer_cosine(reference, frames16, columns).min() >= 0.999
+        assert per_layer_cosine(reference_pooled, pooled16, columns).min() >= 0.999
 
 
 def test_export_records_random_init(repo: Path) -> None:
@@ -102,8 +110,8 @@ def test_configs_parse_and_declare_exactly_the_graph_io(precision: str, repo: Pa
         assert config.name == f"io-{precision}"
         assert declared_io(config) == io, path
         output_dims = {o.name: list(o.dims) for o in config.output}
-        assert output_dims == {"hidden_states": [spec.num_hidden_states, -1, spec.dim],
-                               "pooled": [spec.num_hidden_states, spec.dim]}
+        assert output_dims == {"frames": [-1, spec.num_hidden_states * spec.dim],
+                               "pooled": [spec.num_hidden_states * spec.dim]}
 
 
 def test_cli_export_writes_repository(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,19 +140,18 @@ def test_tensorrt_fp16_engine_matches_fp32(repo: Path) -> None:  # pragma: no co
     encoder = random_encoder(spec, seed=0)
     for waveform in waveforms(spec.sample_rate):
         x = torch.from_numpy(waveform).cuda()
-        frames = spec.num_frames(waveform.shape[1])
-        hidden = torch.empty(waveform.shape[0], spec.num_hidden_states, frames, spec.dim, dtype=torch.float16,
-                             device="cuda")
-        pooled = torch.empty(waveform.shape[0], spec.num_hidden_states, spec.dim, dtype=torch.float16,
-                             device="cuda")
+        columns = LayerColumns(tuple(range(spec.num_hidden_states)), spec.dims)
+        frames = torch.empty(waveform.shape[0], spec.num_frames(waveform.shape[1]), columns.width,
+                             dtype=torch.float16, device="cuda")
+        pooled = torch.empty(waveform.shape[0], columns.width, dtype=torch.float16, device="cuda")
         context.set_input_shape("waveform", tuple(x.shape))
-        for name, tensor in (("waveform", x), ("hidden_states", hidden), ("pooled", pooled)):
+        for name, tensor in (("waveform", x), ("frames", frames), ("pooled", pooled)):
             context.set_tensor_address(name, tensor.data_ptr())
         assert context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
         torch.cuda.synchronize()
         with torch.no_grad():
-            reference = encoder(torch.from_numpy(waveform)).numpy()
-        assert per_layer_cosine(reference, hidden.cpu().numpy()).min() >= 0.999
+            reference = side_by_side(encoder(torch.from_numpy(waveform)).numpy())
+        assert per_layer_cosine(reference, frames.cpu().numpy(), columns).min() >= 0.999
 
 
 def test_bench_backbone_runs_all_three_runtimes(tmp_path: Path) -> None:

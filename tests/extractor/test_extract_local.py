@@ -14,7 +14,7 @@ import soxr
 from extract_helpers import MERT, extract_args, local_request, marble_windows, write_tone
 
 from marblekit.app.cli import main
-from marblekit.core.served_model import HIDDEN_STATES, INPUT, POOLED
+from marblekit.core.served_model import FRAMES, INPUT, POOLED
 from marblekit.core.store_layout import DONE, open_pooled
 from marblekit.extractor.api import extract
 
@@ -31,9 +31,9 @@ def reference(path: Path, start: float, end: float | None, session: ort.Inferenc
     windows = []
     for first, last in marble_windows(len(clip), RATE, WINDOW_S):
         window = clip[None, first:last].astype(np.float32)
-        hidden, pooled = session.run([HIDDEN_STATES, POOLED], {INPUT: window})
+        frames, pooled = session.run([FRAMES, POOLED], {INPUT: window})
         windows.append({"start": first / RATE, "length": (last - first) / RATE, "pooled": pooled[0],
-                        "hidden": hidden[0]})
+                        "frames": frames[0]})
     return windows
 
 
@@ -69,8 +69,10 @@ def test_local_store_equals_direct_onnxruntime(tmp_path: Path, model_repo: Path)
             np.testing.assert_allclose(view.pooled[row].astype(np.float32), window["pooled"], rtol=2e-3,
                                        atol=2e-3 * scale)
             frames = view.frames[view.frame_offsets[row]:view.frame_offsets[row + 1]]
-            np.testing.assert_allclose(frames.astype(np.float32), window["hidden"][[0, 2]].transpose(1, 0, 2),
-                                       rtol=2e-3, atol=2e-3 * np.abs(window["hidden"]).max())
+            dim = window["frames"].shape[1] // 3  # three hidden states of one width side by side; layers 0 and 2
+            chosen = np.concatenate([window["frames"][:, :dim], window["frames"][:, 2 * dim:]], axis=1)
+            np.testing.assert_allclose(frames.astype(np.float32), chosen, rtol=2e-3,
+                                       atol=2e-3 * np.abs(window["frames"]).max())
             row += 1
         track_mean = np.mean([window["pooled"] for window in expected], axis=0)
         np.testing.assert_allclose(view.track_pooled[track].astype(np.float32), track_mean, rtol=2e-3,
@@ -91,6 +93,6 @@ def test_settings_the_model_cannot_serve_are_refused(tmp_path: Path, model_repo:
     write_tone(tmp_path / "cat" / "x.wav", 3.0)
     for flags, message in ((("--window", "31"), "accepts 24000 to 720000"),
                            (("--batch", "17"), "max_batch_size 16"),
-                           (("--frames", "--layers", "0,3"), "in 0..2")):
+                           (("--frames", "--layers", "0,3"), "hidden states with frames: 0, 1, 2")):
         assert main(extract_args(tmp_path / "cat", tmp_path / "s.zarr", model_repo, MERT, *flags)) == 2
         assert message in capsys.readouterr().err

@@ -80,7 +80,7 @@ def test_retries_for_the_budget_saying_so_and_fails_fast_on_bad_requests(server:
     waveform = np.zeros((1, 48000), dtype=np.float32)
     real = engine.client._client
     engine.client._client = FlakyClient(real, 3, "StatusCode.UNAVAILABLE")
-    assert engine.infer(waveform, (POOLED,))[POOLED].shape == (1, 3, 768)
+    assert engine.infer(waveform, (POOLED,))[POOLED].shape == (1, 3 * 768)
     assert len(heard) == 4 and all("overloaded: 'mert-v1-95m-2l''s request queue is full" in line
                                    for line in heard[:3])
     assert heard[3].startswith(f"Triton at {server} answered again after")

@@ -18,7 +18,8 @@ from marblekit.probes.matrix import load_rows
 
 LAYERS, DIM = 3, 8
 ATTRS = StoreAttrs(model="toy", sample_rate=16000, frame_rate=50.0, window_s=30.0, hop_s=30.0,
-                   layers=tuple(range(LAYERS)), dim=DIM, random_init=False, precision="fp16")
+                   layers=tuple(range(LAYERS)), layer_dims=(DIM,) * LAYERS,
+                   weighted_layers=tuple(range(1, LAYERS)), random_init=False, precision="fp16")
 QUICK = ["--mode", "vectorised", "--max-epochs", "12", "--learning-rates", "1e-3", "1e-2"]
 
 
@@ -87,8 +88,8 @@ def test_multiclass_tagging_regression_key(tmp_path, rng):
     store = tmp_path / "key.zarr"  # one window per song, 24 dims so that every key has its own direction
     features = rng.normal(size=(n, LAYERS, 24))
     features[:, 1] += 3.0 * np.eye(24)[keys]
-    write_store(store, dataclasses.replace(ATTRS, dim=24), [f"audio/{i}.wav" for i in range(n)], pooled=features,
-                window_track=np.arange(n))
+    write_store(store, dataclasses.replace(ATTRS, layer_dims=(24,) * LAYERS), [f"audio/{i}.wav" for i in range(n)],
+                pooled=features, window_track=np.arange(n))
     assert main(["probe", str(store), "--task", "synth-key", "--data", str(key), "--out",
                  str(tmp_path / "out" / "key"), *QUICK]) == 0
     assert winner(tmp_path / "out" / "key")["test"]["score"] >= 0.5
@@ -139,4 +140,5 @@ def test_read_store_drops_unfinished_tracks(tmp_path):
     assert features.track_ids == ["a", "c"]
     assert [list(r) for r in features.track_rows] == [[0], [3]]
     matrix, (rows,) = load_rows(features, [np.array([3, 0])], None)
-    np.testing.assert_array_equal(matrix[:, rows].transpose(1, 0, 2), pooled[[3, 0]].astype(np.float16))
+    np.testing.assert_array_equal(matrix.slab(tuple(range(LAYERS)))[:, rows].transpose(1, 0, 2),
+                                  pooled[[3, 0]].astype(np.float16))

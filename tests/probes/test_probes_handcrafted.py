@@ -17,7 +17,8 @@ from marblekit.export.handcrafted import HandcraftedFeatures
 
 RATE = 16000
 ATTRS = StoreAttrs(model="handcrafted", sample_rate=RATE, frame_rate=50.0, window_s=30.0, hop_s=30.0,
-                   layers=(0, 1, 2, 3), dim=128, random_init=False, precision="fp16")
+                   layers=(0, 1, 2, 3), layer_dims=(128,) * 4,
+                   weighted_layers=(1, 2, 3), random_init=False, precision="fp16")
 QUICK = ["--mode", "vectorised", "--max-epochs", "20", "--learning-rates", "1e-3", "5e-3"]
 
 

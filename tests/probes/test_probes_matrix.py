@@ -13,8 +13,8 @@ from marblekit.probes import features as store_features
 from marblekit.probes.features import read_store
 from marblekit.probes.matrix import MemoryBudget, load_rows
 
-ATTRS = StoreAttrs(model="m", sample_rate=16000, frame_rate=10, window_s=30.0, hop_s=30.0, layers=(0, 1, 2), dim=8,
-                   random_init=True, precision="fp16")
+ATTRS = StoreAttrs(model="m", sample_rate=16000, frame_rate=10, window_s=30.0, hop_s=30.0, layers=(0, 1, 2),
+                   layer_dims=(8, 8, 8), weighted_layers=(1, 2), random_init=True, precision="fp16")
 
 
 @pytest.fixture()
@@ -33,17 +33,35 @@ def test_rows_read_span_by_span_into_ram_or_a_mapped_file(store, tmp_path, monke
     wanted = [np.array([7, 3, 3, 40]), np.array([49, 0])]
     budget = None if budget_bytes is None else MemoryBudget(budget_bytes, tmp_path / "scratch")
     matrix, positions = load_rows(features, wanted, budget)
-    assert matrix.shape == (3, 5, 8), "only the union of the wanted rows is kept, layer-major"
-    assert isinstance(matrix, np.memmap) == (budget_bytes is not None)
+    assert matrix.slab((0, 1, 2)).shape == (3, 5, 8), "only the union of the wanted rows is kept, layer-major"
+    assert np.shares_memory(matrix.slab((0, 1, 2)), matrix.buffer), "layers of one width read as one view"
+    assert isinstance(matrix.buffer, np.memmap) == (budget_bytes is not None)
     for rows, where in zip(wanted, positions):
-        np.testing.assert_array_equal(matrix[:, where].transpose(1, 0, 2), pooled[rows])
+        np.testing.assert_array_equal(matrix.slab((0, 1, 2))[:, where].transpose(1, 0, 2), pooled[rows])
+
+
+def test_layers_of_different_widths_each_get_their_own_slab(tmp_path):
+    """Widths 3, 5, 3: the two 3-wide layers lie side by side (the weighted sum's slab is a view), the 5-wide
+    one apart; nothing is padded."""
+    attrs = dataclasses.replace(ATTRS, layer_dims=(3, 5, 3), weighted_layers=(0, 2))
+    pooled = np.random.default_rng(1).normal(size=(6, 11)).astype(np.float16)
+    write_store(tmp_path / "w.zarr", attrs, ["a", "b"], pooled=pooled, window_track=[0, 0, 0, 1, 1, 1])
+    matrix, (where,) = load_rows(read_store(tmp_path / "w.zarr"), [np.array([5, 1, 2])], None)
+    assert matrix.buffer.size == 3 * 11 and matrix.layers == (0, 2, 1)
+    np.testing.assert_array_equal(matrix.layer(1)[where], pooled[[5, 1, 2], 3:8])
+    pair = matrix.slab((0, 2))
+    assert np.shares_memory(pair, matrix.buffer)
+    np.testing.assert_array_equal(pair[:, where], np.stack([pooled[[5, 1, 2], :3], pooled[[5, 1, 2], 8:]]))
+    with pytest.raises(ValueError, match="widths \\[3, 5\\]: a probe group needs one width"):
+        matrix.slab((0, 1))
 
 
 def test_frames_of_a_track_come_in_time_order(tmp_path):
     frames = np.arange(7 * 3 * 2, dtype=np.float16).reshape(7, 3, 2)
     path = tmp_path / "f.zarr"
     # track 0 owns windows 0 and 2, stored out of time order; track 1 owns window 1
-    write_store(path, dataclasses.replace(ATTRS, dim=2, frame_layers=(0, 1, 2)), ["a", "b"], pooled=np.zeros((3, 3, 2)),
+    attrs = dataclasses.replace(ATTRS, layer_dims=(2, 2, 2), frame_layers=(0, 1, 2))
+    write_store(path, attrs, ["a", "b"], pooled=np.zeros((3, 3, 2)),
                 window_track=[0, 1, 0], window_start=[30.0, 0.0, 0.0], frames=frames, frame_counts=[2, 3, 2])
     features = read_store(path, "frames")
     assert [list(r) for r in features.track_rows] == [[5, 6, 0, 1], [2, 3, 4]]

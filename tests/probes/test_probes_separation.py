@@ -44,7 +44,7 @@ def test_spectrogram_aligns_chunks_to_the_whole_track():
     import torch
 
     attrs = StoreAttrs(model="mert", sample_rate=24000, frame_rate=75.0, window_s=30.0, hop_s=30.0, layers=(0,),
-                       dim=1, random_init=True, precision="fp32")
+                       layer_dims=(1,), random_init=True, precision="fp32")
     spec = Spectrogram.for_store(attrs, "mert")
     assert (spec.n_fft, spec.hop) == (2048, 320)
     wave = np.random.default_rng(1).normal(size=24000)
@@ -96,7 +96,8 @@ def store_frames(waves: dict[str, np.ndarray], rng: np.random.Generator) -> np.n
 
 def write_frame_store(path: Path, track_ids: list[str], frames: list[np.ndarray]) -> Path:
     attrs = StoreAttrs(model="toy", sample_rate=STORE_RATE, frame_rate=FPS, window_s=30.0, hop_s=30.0,
-                       layers=tuple(range(LAYERS)), frame_layers=tuple(range(LAYERS)), dim=DIM, random_init=False,
+                       layers=tuple(range(LAYERS)), frame_layers=tuple(range(LAYERS)),
+                       layer_dims=(DIM,) * LAYERS, weighted_layers=tuple(range(1, LAYERS)), random_init=False,
                        precision="fp16")
     write_store(path, attrs, track_ids, pooled=np.stack([f.mean(0) for f in frames]),
                 window_track=np.arange(len(frames)), frames=np.concatenate(frames),

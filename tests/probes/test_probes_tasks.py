@@ -211,7 +211,7 @@ def test_synthetic_manifest(tmp_path):
 def test_extraction_check_says_why():
     task = get_task("emomusic")
     attrs = StoreAttrs(model="m", sample_rate=16000, frame_rate=50.0, window_s=5.0, hop_s=5.0, crop_s=30.0,
-                       layers=(0, 1), dim=4, random_init=True, precision="fp32")
+                       layers=(0, 1), layer_dims=(4, 4), random_init=True, precision="fp32")
     task.features.check(attrs, "pooled", "s.zarr")
     with pytest.raises(ValueError, match="window_s is 30.0 but the task needs 5.0"):
         task.features.check(dataclasses.replace(attrs, window_s=30.0), "pooled", "s.zarr")

@@ -110,15 +110,16 @@ def test_embed_stream_and_lookup_equal_the_extractor_store(service: FeatureServe
             whole = client.embed(data, model, window_s=WINDOW)
             np.testing.assert_array_equal(whole.window_start, view.window_start[rows])
             np.testing.assert_array_equal(whole.window_length, view.window_length[rows])
-            assert_close(whole.pooled, view.pooled[rows])
-            assert_close(whole.track_pooled, view.track_pooled[track])
-            assert whole.random_init is (model == MERT) and whole.layers == list(range(view.pooled.shape[1]))
+            columns = view.attrs.columns
+            assert_close(whole.pooled, columns.stacked(view.pooled[rows]))
+            assert_close(whole.track_pooled, columns.stacked(view.track_pooled[track]))
+            assert whole.random_init is (model == MERT) and whole.layers == list(columns.layers)
             framed = client.embed(data, model, window_s=WINDOW, layers=(0, 2), frames=True)
             first, last = np.flatnonzero(rows)[[0, -1]]
             edges = view.frame_offsets[first:last + 2]
             np.testing.assert_array_equal(framed.frame_offsets, edges - edges[0])
-            assert_close(framed.frames, view.frames[edges[0]:edges[-1]])
-            assert_close(framed.pooled, view.pooled[rows][:, [0, 2]])
+            assert_close(framed.frames, view.attrs.frame_columns.stacked(view.frames[edges[0]:edges[-1]]))
+            assert_close(framed.pooled, columns.stacked(view.pooled[rows])[:, [0, 2]])
             streamed = client.embed_file(catalog / track_id, model, chunk_bytes=64 << 10, window_s=WINDOW)
             np.testing.assert_allclose(streamed.pooled, whole.pooled, rtol=1e-5, atol=1e-6)
             assert not streamed.cache_hit and streamed.content_sha256 == whole.content_sha256
@@ -127,9 +128,9 @@ def test_embed_stream_and_lookup_equal_the_extractor_store(service: FeatureServe
         rows = view.window_track == track
         assert features.done and features.track_id == view.track_id[track]
         np.testing.assert_array_equal(np.frombuffer(features.track_pooled.data, np.float16).reshape(
-            tuple(features.track_pooled.shape)), view.track_pooled[track])
+            tuple(features.track_pooled.shape)), view.attrs.columns.stacked(view.track_pooled[track]))
         np.testing.assert_array_equal(np.frombuffer(features.pooled.data, np.float16).reshape(
-            tuple(features.pooled.shape)), view.pooled[rows])
+            tuple(features.pooled.shape)), view.attrs.columns.stacked(view.pooled[rows]))
 
 
 def test_raw_pcm_equals_the_same_samples_encoded(service: FeatureServer) -> None:
@@ -222,7 +223,7 @@ def test_bad_requests_get_a_status_and_a_reason_and_the_service_goes_on(triton: 
         (embed(pcm=good[:1000], pcm_format=pb.PcmFormat(sample_rate=0, channels=1)),
          grpc.StatusCode.INVALID_ARGUMENT, "positive sample_rate"),
         (embed(model="nope", encoded=good), grpc.StatusCode.NOT_FOUND, "'nope' is not served here"),
-        (embed(layers=(7,), encoded=good), grpc.StatusCode.NOT_FOUND, "in 0..3"),
+        (embed(layers=(7,), encoded=good), grpc.StatusCode.NOT_FOUND, "hidden states 0..3"),
         (embed(encoded=wav_bytes(11.0, 1)), grpc.StatusCode.INVALID_ARGUMENT, "longer than this service takes"),
         (embed(encoded=wav_bytes(0.5, 1)), grpc.StatusCode.INVALID_ARGUMENT, "at least 1 s is needed"),
         (pb.EmbedRequest(options=pb.EmbedOptions(model=HANDCRAFTED, window_s=45.0), encoded=good),

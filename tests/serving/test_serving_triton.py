@@ -1,6 +1,7 @@
 """The embedded Triton end to end: one server for the module, on free ports, serving the handcrafted
-features and a 2-layer random-init MERT-shaped model (fp32 and fp16). References are in-process onnxruntime sessions on
-the same model.onnx files."""
+features, a 2-layer random-init MERT-shaped model (fp32 and fp16) and, where the musicnn wheel and TensorFlow are
+installed, musicnn-mtt with its trained weights (layers of different widths). References are in-process
+onnxruntime sessions on the same model.onnx files."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from serving_helpers import read_banner
 
 from marblekit.core.backbones import get_backbone
 from marblekit.export.pipeline import export_model
+from marblekit.export.plugins import musicnn_unavailable
 from marblekit.export.triton_config import ServingShape
 from marblekit.serving.client import ModelClient, ServerUnavailable, ServingError
 from marblekit.serving.embedded import EmbeddedTriton, TritonStartupError
@@ -33,12 +35,15 @@ pytestmark = pytest.mark.triton
 HANDCRAFTED = "handcrafted"
 MERT = get_backbone("mert-v1-95m").with_layers(2).name
 MERT_FP16 = f"{MERT}-fp16"
-OUTPUTS = ("hidden_states", "pooled")
+MUSICNN = "musicnn-mtt"
+OUTPUTS = ("frames", "pooled")
 
 
 MISSING = environment_problem()
 if MISSING:
     pytest.skip(f"no serving environment: {MISSING}", allow_module_level=True)
+NO_MUSICNN = musicnn_unavailable(get_backbone(MUSICNN))
+MODELS = [HANDCRAFTED, MERT, MERT_FP16] + ([] if NO_MUSICNN else [MUSICNN])
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +53,21 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for precision in ("fp32", "fp16"):
         export_model(get_backbone("mert-v1-95m").with_layers(2), repo=root, random_init=True, precision=precision,
                      check_parity=False)
+    if not NO_MUSICNN:
+        export_model(get_backbone(MUSICNN), repo=root, check_parity=False)  # the wheel's MTT checkpoint
     return root
 
 
 @pytest.fixture(scope="module")
 def server(repo: Path) -> Iterator[EmbeddedTriton]:
-    with EmbeddedTriton(repo, [HANDCRAFTED, MERT, MERT_FP16], grpc_port=0, http_port=0, metrics_port=0) as running:
+    with EmbeddedTriton(repo, MODELS, grpc_port=0, http_port=0, metrics_port=0) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def sessions(repo: Path) -> dict[str, ort.InferenceSession]:
     return {name: ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-            for name in (HANDCRAFTED, MERT, MERT_FP16)}
+            for name in MODELS}
 
 
 def _audio(seed: int, batch: int, samples: int) -> np.ndarray:
@@ -83,13 +90,31 @@ def test_results_equal_in_process_onnxruntime(server: EmbeddedTriton, sessions, 
                 np.testing.assert_allclose(served[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.skipif(NO_MUSICNN is not None, reason=f"pretrained musicnn-mtt: {NO_MUSICNN}")
+def test_pretrained_musicnn_is_served_as_in_process(server: EmbeddedTriton, sessions) -> None:
+    """Trained weights, layers 408 to 50 wide side by side: Triton's answer equals onnxruntime's on the same graph,
+    over one and two 3 s patches, and the served config describes the layers."""
+    spec = get_backbone(MUSICNN)
+    with ModelClient(server.grpc_url, MUSICNN) as client:
+        served_model = client.model_metadata()
+        for seed, (batch, seconds) in enumerate([(1, 3.5), (2, 7.0)]):
+            waveform = _audio(seed, batch, int(seconds * 16000))
+            served = client.infer(waveform, outputs=OUTPUTS)
+            expected = _reference(sessions[MUSICNN], waveform)
+            for name in OUTPUTS:
+                np.testing.assert_allclose(served[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
+            assert served["frames"].shape == (batch, spec.num_frames(waveform.shape[1]), 408 + 153 + 3 * 64)
+    assert served_model.layer_dims == spec.dims and served_model.weighted_layers == (2, 3, 4)
+    assert served_model.provenance["weights"] == "checkpoint" and not served_model.random_init
+
+
 def test_model_metadata_comes_from_the_served_config(server: EmbeddedTriton) -> None:
     spec = get_backbone("mert-v1-95m").with_layers(2)
     with ModelClient(server.grpc_url, MERT_FP16) as client:
         served = client.model_metadata()
     assert (served.name, served.backbone, served.sample_rate, served.precision) == (MERT_FP16, spec.name, 24000, "fp16")
-    assert served.outputs == {"hidden_states": ("FP16", (spec.num_hidden_states, -1, spec.dim)),
-                              "pooled": ("FP16", (spec.num_hidden_states, spec.dim))}
+    assert served.outputs == {"frames": ("FP16", (-1, spec.num_hidden_states * spec.dim)),
+                              "pooled": ("FP16", (spec.num_hidden_states * spec.dim,))}
     assert served.provenance["random_init"] is True
     shape = ServingShape()
     assert served.min_samples == round(shape.min_seconds * spec.sample_rate)
@@ -101,8 +126,8 @@ def test_only_requested_outputs_come_back(server: EmbeddedTriton) -> None:
     request = grpcclient.InferInput("waveform", [1, 16000], "FP32")
     request.set_data_from_numpy(_audio(0, 1, 16000))
     result = client.infer(HANDCRAFTED, [request], outputs=[grpcclient.InferRequestedOutput("pooled")])
-    assert result.as_numpy("pooled").shape == (1, 4, 128)
-    assert result.as_numpy("hidden_states") is None
+    assert result.as_numpy("pooled").shape == (1, 4 * 128)
+    assert result.as_numpy("frames") is None
 
 
 def test_concurrent_requests_are_batched_and_correct(server: EmbeddedTriton, sessions) -> None:
@@ -197,13 +222,17 @@ def test_serve_command_stops_with_all_its_processes(repo: Path, tmp_path: Path, 
     command = [sys.executable, "-m", "marblekit.app.cli", "serve", "--repo", str(repo), "--models", HANDCRAFTED,
                "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--log", str(tmp_path / "triton.log")]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as serve:
-        text = read_banner(serve)
-        pid = int(re.search(r"Triton ready \(pid (\d+)\)", text).group(1))
-        grpc_url = re.search(r"gRPC\s+(\S+)", text).group(1)
-        assert (tmp_path / "triton.log").stat().st_size > 0
-        with ModelClient(grpc_url, HANDCRAFTED) as client:
-            assert client.infer(_audio(0, 1, 16000))["pooled"].shape == (1, 4, 128)
-        assert _live_members(pid)
+        try:
+            text = read_banner(serve)
+            pid = int(re.search(r"Triton ready \(pid (\d+)\)", text).group(1))
+            grpc_url = re.search(r"gRPC\s+(\S+)", text).group(1)
+            assert (tmp_path / "triton.log").stat().st_size > 0
+            with ModelClient(grpc_url, HANDCRAFTED) as client:
+                assert client.infer(_audio(0, 1, 16000))["pooled"].shape == (1, 4 * 128)
+            assert _live_members(pid)
+        except BaseException:
+            serve.send_signal(signal.SIGINT)  # a failed check must not leave the server for the with to wait on
+            raise
         serve.send_signal(signum)
         rest = serve.communicate(timeout=60)[0]
     assert serve.returncode == 0, text + rest
@@ -222,7 +251,7 @@ def test_a_server_that_crashes_while_starting_is_launched_once_more(repo: Path, 
     with EmbeddedTriton(repo, [HANDCRAFTED], grpc_port=0, http_port=0, metrics_port=0,
                         log_path=tmp_path / "triton.log") as server:
         with ModelClient(server.grpc_url, HANDCRAFTED) as client:
-            assert client.infer(_audio(1, 1, 16000))["pooled"].shape == (1, 4, 128)
+            assert client.infer(_audio(1, 1, 16000))["pooled"].shape == (1, 4 * 128)
     assert len(launches) == 2
     monkeypatch.setattr(EmbeddedTriton, "_command", lambda self, backends: ["sh", "-c", "kill -ABRT $$"])
     with pytest.raises(TritonStartupError, match="exited with status -6"):  # crashing twice: give up

@@ -19,7 +19,8 @@ import onnxruntime as ort
 import torch
 
 from marblekit.core.backbones import get_backbone
-from marblekit.core.served_model import HIDDEN_STATES, INPUT
+from marblekit.core.layers import LayerColumns
+from marblekit.core.served_model import FRAMES, INPUT
 from marblekit.export.architecture import HiddenStatesEncoder
 from marblekit.export.builders import MODEL_CLASSES, base_model
 from marblekit.export.onnx_export import export_onnx, serving_graph
@@ -111,7 +112,7 @@ def bench_backbone(args: argparse.Namespace) -> BenchResult:
             model(torch.from_numpy(window), output_hidden_states=True)
 
     workdir = Path(args.workdir) / spec.name
-    fp32_path = export_onnx(serving_graph(HiddenStatesEncoder(model, spec.pre_layer_norm), "fp32"),
+    fp32_path = export_onnx(serving_graph(HiddenStatesEncoder(model, spec.pre_layer_norm), spec, "fp32"),
                             workdir / "model.onnx")
     int8_path = workdir / "model.int8.onnx"
     quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
@@ -125,8 +126,9 @@ def bench_backbone(args: argparse.Namespace) -> BenchResult:
                      audio_seconds, f"{threads} threads")]
     outputs = {}
     for name, session in sessions.items():
-        seconds = time_calls(lambda b, s=session: s.run([HIDDEN_STATES], {INPUT: b}), batches)
-        outputs[name] = session.run([HIDDEN_STATES], {INPUT: batches[0]})[0]
+        seconds = time_calls(lambda b, s=session: s.run([FRAMES], {INPUT: b}), batches)
+        outputs[name] = session.run([FRAMES], {INPUT: batches[0]})[0]
         rows.append(BenchRow(f"(b) onnxruntime {name}, batch {args.batch}", seconds, audio_seconds))
-    rows[-1].note = f"min layer cosine vs fp32 {per_layer_cosine(outputs['fp32'], outputs['int8']).min():.4f}"
+    columns = LayerColumns.of(spec.frame_states, spec.dims)
+    rows[-1].note = f"min layer cosine vs fp32 {per_layer_cosine(outputs['fp32'], outputs['int8'], columns).min():.4f}"
     return BenchResult(spec.name, machine_description(), rows)

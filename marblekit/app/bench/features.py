@@ -209,8 +209,8 @@ def bench_features(args: argparse.Namespace) -> FeaturesBenchReport:
                                                  args.window_seconds)) as load, \
                 tqdm(total=rounds, desc=f"bench features {args.model}", unit="round") as progress:
             with FeatureClient(service.address) as check, ModelClient(triton.grpc_url, args.model) as direct:
-                got = check.embed(clips[0], args.model, window_s=args.window_seconds).pooled
-                want = direct.infer(windows[0], (POOLED,))[POOLED]
+                got = check.embed(clips[0], args.model, window_s=args.window_seconds).pooled  # [W, layers, dim]
+                want = direct.infer(windows[0], (POOLED,))[POOLED].reshape(got.shape)
                 report.max_abs_diff = float(np.max(np.abs(got - want)))
 
             def timed(target: str | None, clients: int, seconds: float = args.seconds,

@@ -88,7 +88,8 @@ def store_attrs(layers: int, dim: int) -> StoreAttrs:
     """Store metadata matching the benchmark task's extraction."""
     needs = get_task(TASK).features
     return StoreAttrs(model="bench", sample_rate=16000, frame_rate=50, window_s=needs.window_s, hop_s=needs.hop_s,
-                      layers=tuple(range(layers)), dim=dim, random_init=True, precision="fp16")
+                      layers=tuple(range(layers)), layer_dims=(dim,) * layers,
+                      weighted_layers=tuple(range(1, layers)), random_init=True, precision="fp16")
 
 
 def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_runs: int = 84,
@@ -127,7 +128,7 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
             rows.append(Measured(f"marblekit {mode}", seconds, cpu, peak, report["winner"]["config"]["name"],
                                  f"test acc {report['winner']['test']['acc']:.3f}"))
 
-        configs = probe_grid(layers, LEARNING_RATES)
+        configs = probe_grid(range(layers), LEARNING_RATES)
         chosen = np.unique(np.linspace(0, len(configs) - 1, min(reference_runs, len(configs))).round().astype(int))
         results, total, total_cpu, peak = {}, 0.0, 0.0, 0.0
         spec = f"{schedule.loss},{epochs},{schedule.plateau_patience},{schedule.stop_patience}"

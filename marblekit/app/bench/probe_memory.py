@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from marblekit.app.bench.measure import run_measured, total_memory_gib, work_folder
 from marblekit.app.bench.probe import TASK, store_attrs, task_folder
-from marblekit.core.store_layout import DONE, ROW_CHUNK, FlatArrays, Layout, consolidate, create_store, mark_finalized
+from marblekit.core.store_layout import (DONE, ROW_CHUNK, FlatArrays, Layout, consolidate, create_store, flat_rows,
+                                         mark_finalized)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,8 +87,8 @@ def _large_store(folder: Path, windows: int, windows_per_track: int, layers: int
         rows = np.repeat(np.arange(tracks.start, tracks.stop), windows_per_track)
         block = rng.standard_normal((len(rows), layers, dim), np.float32)
         block[:, layers // 2] += centres[labels[rows]]
-        flat.write_tracks(tracks, first * windows_per_track, block.astype(np.float16), rows.astype(np.int32),
-                          np.tile(starts, len(tracks)), np.full(len(rows), attrs.window_s),
+        flat.write_tracks(tracks, first * windows_per_track, flat_rows(block.astype(np.float16)),
+                          rows.astype(np.int32), np.tile(starts, len(tracks)), np.full(len(rows), attrs.window_s),
                           np.full(len(tracks), DONE, np.uint8), [""] * len(tracks))
     flat.finish()
     mark_finalized(group, store)

@@ -1,7 +1,7 @@
 """``marblekit bench serve``: what serving through the embedded Triton costs over in-process onnxruntime.
 
 Both sides run the same model.onnx on the same seeded batches, one output set at a time (``pooled`` only,
-then ``hidden_states`` only); the served results are checked against the in-process ones. Overhead is the
+then ``frames`` only); the served results are checked against the in-process ones. Overhead is the
 extra wall time per window: gRPC transfer, protobuf, the Python backend's shared-memory copies.
 """
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from marblekit.core.served_model import HIDDEN_STATES, INPUT, POOLED
+from marblekit.core.served_model import FRAMES, INPUT, POOLED
 from marblekit.serving.client import ModelClient
 from marblekit.serving.embedded import EmbeddedTriton
 
-OUTPUT_SETS: tuple[tuple[str, ...], ...] = ((POOLED,), (HIDDEN_STATES,))
+OUTPUT_SETS: tuple[tuple[str, ...], ...] = ((POOLED,), (FRAMES,))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,7 @@
-"""The main job: render the synthetic suite, export handcrafted and a MERT-shaped backbone, serve both with
-the embedded CPU Triton, extract every task through it into Zarr stores, run the probe grid of every task
-and print a MARBLE-style leaderboard with a per-layer plot. Without --checkpoint the MERT-shaped backbone
-has seeded random weights, and every output says so."""
+"""The main job: render the synthetic suite, export handcrafted, a MERT-shaped backbone and the pretrained
+musicnn-mtt, serve them with the embedded CPU Triton, extract every task through it into Zarr stores, run the
+probe grid of every task and print a MARBLE-style leaderboard with a per-layer plot. Without --checkpoint the
+MERT-shaped backbone has seeded random weights, and every output says so."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", nargs="+", metavar="TASK", help="synthetic tasks to run (default: all)")
     parser.add_argument("--max-epochs", type=int, help="cap the probes' epochs (default: each task's own)")
     parser.add_argument("--workers", type=int, default=0, help="probe worker processes (0 = all cores)")
+    parser.add_argument("--no-pretrained", action="store_true",
+                        help="leave out the pretrained musicnn-mtt row (it runs when the musicnn wheel is installed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
 
 
@@ -44,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
     mert_layers = args.mert_layers or (None if args.checkpoint else RANDOM_INIT_LAYERS)
     run_demo(DemoSettings(out=args.out, scale=args.scale, seed=args.seed, mert=args.mert,
                           mert_layers=mert_layers, checkpoint=args.checkpoint, tasks=tuple(args.tasks or TASKS),
-                          max_epochs=args.max_epochs, workers=args.workers, progress=not args.no_progress))
+                          max_epochs=args.max_epochs, workers=args.workers, progress=not args.no_progress,
+                          pretrained=not args.no_pretrained))
     return 0

@@ -1,5 +1,5 @@
-"""List the backbones marblekit knows: sample rate, frame rate, layers, width, input normalisation and where
-their weights come from."""
+"""List the backbones marblekit knows: sample rate, frame rate, layers, width (the range, where layers differ),
+input normalisation and where their weights come from."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'name':<20} {'sr':>6} {'fps':>5} {'layers':>6} {'dim':>5} {'normalise':>9}  weights"
+    header = f"{'name':<20} {'sr':>6} {'fps':>5} {'layers':>6} {'dim':>7} {'normalise':>9}  weights"
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['name']:<20} {row['sample_rate']:>6} {row['frame_rate']:>5g} {row['layers']:>6} "
-              f"{row['dim']:>5} {('z-norm' if row['normalize_input'] else 'raw'):>9}  {row['weights']}")
+        widths = sorted(set(row["layer_dims"]))
+        dim = str(widths[0]) if len(widths) == 1 else f"{widths[0]}-{widths[-1]}"
+        print(f"{row['name']:<20} {row['sample_rate']:>6} {row['frame_rate']:>5.3g} {row['layers']:>6} "
+              f"{dim:>7} {('z-norm' if row['normalize_input'] else 'raw'):>9}  {row['weights']}")
     return 0

@@ -21,8 +21,6 @@ from marblekit.core.checksums import sha256_of
 from .architecture import NamedStates
 from .plugins import CLMR_BLOCKS as BLOCKS
 from .plugins import CLMR_HIDDEN as HIDDEN
-from .plugins import CLMR_INPUT_SAMPLES as INPUT_SAMPLES
-from .plugins import CLMR_SAMPLE_RATE as SAMPLE_RATE
 
 
 class SampleCNN(nn.Module):

@@ -27,9 +27,7 @@ from marblekit.core.backbones import BackboneSpec
 from marblekit.core.checksums import sha256_of
 
 from .architecture import NamedStates
-from .plugins import MUSICNN_FRAME_FEATURES as FRAME_FEATURES
 from .plugins import MUSICNN_HOP as HOP
-from .plugins import MUSICNN_PATCH_FEATURES as PATCH_FEATURES
 from .plugins import MUSICNN_PATCH_FRAMES as PATCH_FRAMES
 from .spectral import dft_kernels, slaney_mel_filterbank
 

@@ -12,8 +12,9 @@ import torch
 
 from marblekit.core.backbones import get_backbone
 from marblekit.core.checksums import sha256_of
-from marblekit.export.clmr import BLOCKS, INPUT_SAMPLES, SampleCNN, load_clmr_checkpoint, random_sample_cnn
+from marblekit.export.clmr import BLOCKS, SampleCNN, load_clmr_checkpoint, random_sample_cnn
 from marblekit.export.pipeline import export_model
+from marblekit.export.plugins import CLMR_INPUT_SAMPLES as INPUT_SAMPLES
 
 #: CLMR's SampleCNN(strides=[3] * 9): conv widths of its 11 blocks (clmr/models/sample_cnn.py)
 CLMR_CONVS = [(1, 128)] + [(128, 128), (128, 128), (128, 256)] + [(256, 256)] * 5 + [(256, 512), (512, 512)]

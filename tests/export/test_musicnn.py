@@ -26,8 +26,10 @@ import torch
 
 from marblekit.core.backbones import get_backbone
 from marblekit.core.layers import LayerColumns
-from marblekit.export.musicnn import FRAME_FEATURES, PATCH_FEATURES, VGG_FEATURES, load_tensorflow_checkpoint
+from marblekit.export.musicnn import VGG_FEATURES, load_tensorflow_checkpoint
 from marblekit.export.pipeline import export_model
+from marblekit.export.plugins import MUSICNN_FRAME_FEATURES as FRAME_FEATURES
+from marblekit.export.plugins import MUSICNN_PATCH_FEATURES as PATCH_FEATURES
 
 MUSICNN = importlib.util.find_spec("musicnn")  # found, not imported: TensorFlow loads only when these tests run
 pytestmark = [

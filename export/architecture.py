@@ -8,8 +8,13 @@ transformers 4 mean the post-LayerNorm one, which is what we return).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from torch import nn
+
+from marblekit.core.backbones import BackboneSpec
 
 
 def _first(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -63,6 +68,23 @@ class NamedStates(nn.Module):
     def forward(self, waveform: torch.Tensor) -> list[torch.Tensor]:
         outputs = self.model(waveform)
         return [outputs[name] for name in self.names]
+
+
+def named_state_hooks(random_model: Callable[[int], nn.Module], load_model: Callable[[Path], tuple[nn.Module, str]]
+                      ) -> tuple[Callable[[BackboneSpec, int], NamedStates],
+                                 Callable[[Path, BackboneSpec], tuple[NamedStates, str]]]:
+    """A plugin's ``build`` and ``load_checkpoint`` (``marblekit.core.backbones.BackbonePlugin``) for a model
+    that returns its representations by name: ``random_model(seed)`` and ``load_model(path) -> (model,
+    sha256)``, each wrapped as :class:`NamedStates` in the spec's layer order."""
+
+    def build(spec: BackboneSpec, seed: int) -> NamedStates:
+        return NamedStates(random_model(seed), spec.layer_names)
+
+    def load_checkpoint(path: Path, spec: BackboneSpec) -> tuple[NamedStates, str]:
+        model, sha256 = load_model(path)
+        return NamedStates(model, spec.layer_names), sha256
+
+    return build, load_checkpoint
 
 
 class ServingGraph(nn.Module):

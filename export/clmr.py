@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from marblekit.core.backbones import BackboneSpec
 from marblekit.core.checksums import sha256_of
 
-from .architecture import NamedStates
+from .architecture import named_state_hooks
 from .plugins import CLMR_BLOCKS as BLOCKS
 from .plugins import CLMR_HIDDEN as HIDDEN
 
@@ -90,11 +89,4 @@ def load_clmr_checkpoint(path: Path) -> tuple[SampleCNN, str]:
 
 # --- the backbone plugin (marblekit.export.plugins) --------------------------------------------------------
 
-def build(spec: BackboneSpec, seed: int) -> NamedStates:
-    """CLMR's encoder with seeded random weights, returning every block in ``spec.layer_names`` order."""
-    return NamedStates(random_sample_cnn(seed), spec.layer_names)
-
-
-def load_checkpoint(path: Path, spec: BackboneSpec) -> tuple[NamedStates, str]:
-    model, sha256 = load_clmr_checkpoint(path)
-    return NamedStates(model, spec.layer_names), sha256
+build, load_checkpoint = named_state_hooks(random_sample_cnn, load_clmr_checkpoint)

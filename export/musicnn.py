@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from marblekit.core.backbones import BackboneSpec
 from marblekit.core.checksums import sha256_of
 
-from .architecture import NamedStates
+from .architecture import named_state_hooks
 from .plugins import MUSICNN_HOP as HOP
 from .plugins import MUSICNN_PATCH_FRAMES as PATCH_FRAMES
 from .spectral import dft_kernels, slaney_mel_filterbank
@@ -235,15 +234,18 @@ def load_tensorflow_checkpoint(folder: Path) -> tuple[MusiCNN, str]:
 
 # --- the backbone plugin (marblekit.export.plugins) --------------------------------------------------------
 
-def build(spec: BackboneSpec, seed: int) -> NamedStates:
-    """MusiCNN in ``spec``'s shape with seeded random weights, returning ``spec.layer_names`` in order."""
+def random_musicnn(seed: int) -> MusiCNN:
+    """MusiCNN with seeded random weights (torch's default initialisers, batch norm at its initial statistics)."""
     torch.manual_seed(seed)
-    return NamedStates(MusiCNN(), spec.layer_names)
+    return MusiCNN()
 
 
-def load_checkpoint(path: Path, spec: BackboneSpec) -> tuple[NamedStates, str]:
-    """``spec``'s MusiCNN from a musicnn checkpoint folder; a VGG folder is refused, naming what it is."""
+def load_musicnn(path: Path) -> tuple[MusiCNN, str]:
+    """MusiCNN from a musicnn checkpoint folder; a VGG folder is refused, naming what it is."""
     model, sha256 = load_tensorflow_checkpoint(path)
     if not isinstance(model.network, MusiCNNPatch):
-        raise ValueError(f"{path} holds musicnn's VGG baseline, not MusiCNN ({spec.name} expects a *_musicnn folder)")
-    return NamedStates(model, spec.layer_names), sha256
+        raise ValueError(f"{path} holds musicnn's VGG baseline, not MusiCNN (expected a *_musicnn folder)")
+    return model, sha256
+
+
+build, load_checkpoint = named_state_hooks(random_musicnn, load_musicnn)

@@ -1,13 +1,13 @@
 """The backbones marblekit adds through its own ``marblekit.backbones`` entry point (pyproject.toml), exactly as a
-user's package would: MusiCNN (the trained MTT and MSD checkpoints of the ``musicnn`` wheel) and CLMR.
+user's package would: MusiCNN (the trained MTT and MSD checkpoints of the ``musicnn`` wheel), CLMR and MULE.
 
 This module holds only specs and references, no torch: reading the registry imports it, and the extractor
 reads the registry too. The model code is in ``musicnn.py`` and ``clmr.py``.
 
 The weighted-sum probe mixes hidden states that live in one space: a transformer's layer outputs (MARBLE's
 rule), MusiCNN's mid-end ``cnn1..cnn3`` (each adds its output to the previous one, a residual stream of 64
-channels). SampleCNN's blocks change width and rate at every stage with nothing carried over, so CLMR has no
-weighted sum: its grid is every block alone.
+channels). SampleCNN's blocks and MULE's stages change width at every stage with nothing carried over, so CLMR
+and MULE have no weighted sum: their grid is every layer alone.
 """
 
 from __future__ import annotations
@@ -68,6 +68,25 @@ CLMR_SPEC = BackboneSpec(
 )
 CLMR = BackbonePlugin(specs=(CLMR_SPEC,), build="marblekit.export.clmr:build",
                       load_checkpoint="marblekit.export.clmr:load_checkpoint")
+
+
+#: MULE's named representations (export/mule.py's STATES): each stem's and stage's output of the slow and the
+#: fast path averaged over its 3 s slice, then the 1728-d embedding
+MULE_STATES = {"slow_stem": 128, "fast_stem": 16, "slow_stage1": 256, "fast_stage1": 32, "slow_stage2": 512,
+               "fast_stage2": 64, "slow_stage3": 1536, "fast_stage3": 192, "slow_stage4": 1536, "fast_stage4": 192,
+               "embedding": 1728}
+MULE_SLICE_HOP, MULE_MIN_SAMPLES = 32000, 47840  # a 300-frame slice every 200 mel frames of hop 160
+MULE_SPEC = BackboneSpec(
+    name="mule", family="mule", sample_rate=16000, hop=MULE_SLICE_HOP, receptive_field=MULE_MIN_SAMPLES,
+    num_layers=len(MULE_STATES) - 1, dim=1728, layer_dims=tuple(MULE_STATES.values()),
+    layer_names=tuple(MULE_STATES), slice_frames=True, weighted_layers=(),
+    weights="MULE's released model.keras (--checkpoint FILE; PandoraMedia/music-audio-representations, Git LFS); "
+    "none can be downloaded here",
+    description="MULE (McCallum et al. 2022): SF-NFNet-F0 on a 96-band log-mel, one frame per 2 s slice; every "
+    "stage of both paths and the 1728-d embedding",
+)
+MULE = BackbonePlugin(specs=(MULE_SPEC,), build="marblekit.export.mule:build",
+                      load_checkpoint="marblekit.export.mule:load_checkpoint")
 
 
 def find_musicnn_checkpoint(spec: BackboneSpec) -> Path | None:

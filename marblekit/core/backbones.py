@@ -55,6 +55,9 @@ class BackboneSpec:
     #: transformer's layer outputs; empty: the backbone has no states that share one space)
     weighted_layers: tuple[int, ...] | None = None
     frame_block: int = 1  # frames come in whole blocks of this many (musicnn's 187-frame patches)
+    #: frame k is centred on sample (k + 1) * hop, as MULE slices its spectrogram: N // hop frames once N
+    #: reaches ``receptive_field``
+    slice_frames: bool = False
 
     def __post_init__(self) -> None:
         if self.layer_dims and len(self.layer_dims) != self.num_hidden_states:
@@ -100,6 +103,8 @@ class BackboneSpec:
         """Frames the backbone emits for ``num_samples`` of input (0 when the input is too short)."""
         if self.centered_frames:
             frames = num_samples // self.hop + 1 if num_samples > 0 else 0
+        elif self.slice_frames:
+            frames = num_samples // self.hop if num_samples >= self.receptive_field else 0
         elif num_samples < self.receptive_field:
             frames = 0
         else:

@@ -26,7 +26,7 @@ import torch
 
 from marblekit.core.backbones import get_backbone
 from marblekit.core.layers import LayerColumns
-from marblekit.export.musicnn import VGG_FEATURES, load_tensorflow_checkpoint
+from marblekit.export.musicnn import VGG_FEATURES, load_musicnn, load_tensorflow_checkpoint
 from marblekit.export.pipeline import export_model
 from marblekit.export.plugins import MUSICNN_FRAME_FEATURES as FRAME_FEATURES
 from marblekit.export.plugins import MUSICNN_PATCH_FEATURES as PATCH_FEATURES
@@ -154,6 +154,8 @@ def test_the_vgg_baseline_equals_the_original(tmp_path: Path) -> None:
     """MTT_vgg (the wheel's extractor refuses MSD_vgg, so only MTT_vgg has a reference to meet). Measured:
     pool1..pool5 6.7e-4 / 4.5e-4 / 2.7e-4 / 7.9e-5 / 4.5e-5, taggram 4.7e-6."""
     model, _ = load_tensorflow_checkpoint(CHECKPOINT.with_name("MTT_vgg"))
+    with pytest.raises(ValueError, match="holds musicnn's VGG baseline, not MusiCNN"):  # not as musicnn-mtt
+        load_musicnn(CHECKPOINT.with_name("MTT_vgg"))
     audio = clip(tmp_path / "clip.wav", 7.0, 0.03, seed=5)
     reference = original(tmp_path / "clip.wav", "MTT_vgg")
     with torch.no_grad():

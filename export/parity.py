@@ -71,8 +71,8 @@ def compare_with_onnxruntime(encoder: torch.nn.Module, spec: BackboneSpec, onnx_
     """Run ``inputs`` through both and compare ``frames`` and ``pooled`` (worst of the two)."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     graph = ServingGraph(encoder, spec.frame_states)
-    columns = {POOLED: LayerColumns(tuple(range(spec.num_hidden_states)), spec.dims),
-               FRAMES: LayerColumns.of(spec.frame_states, spec.dims)}
+    columns = {POOLED: spec.columns,
+               FRAMES: spec.frame_columns}
     results = []
     for waveform in inputs:
         with torch.no_grad():

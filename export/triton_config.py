@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from tritonclient.grpc import model_config_pb2 as mc
 
 from marblekit.core.backbones import BackboneSpec
-from marblekit.core.layers import LayerColumns
 from marblekit.core.served_model import FRAMES, INPUT, POOLED
 
 
@@ -36,8 +35,8 @@ def _io(spec: BackboneSpec, output_type: int) -> dict:
     return dict(
         input=[mc.ModelInput(name=INPUT, data_type=mc.TYPE_FP32, dims=[-1])],
         output=[mc.ModelOutput(name=FRAMES, data_type=output_type,
-                               dims=[-1, LayerColumns.of(spec.frame_states, spec.dims).width]),
-                mc.ModelOutput(name=POOLED, data_type=output_type, dims=[sum(spec.dims)])],
+                               dims=[-1, spec.frame_columns.width]),
+                mc.ModelOutput(name=POOLED, data_type=output_type, dims=[spec.columns.width])],
     )
 
 

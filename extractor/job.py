@@ -132,6 +132,7 @@ class ExtractionJob:
         self.settings = settings
         self.progress = progress
         self.rate = engine.info.sample_rate
+        self._frame_columns = engine.info.frame_columns.indices(settings.frame_layers)  # the stored layers'
         self.summary = Summary()
         self._slots = threading.BoundedSemaphore(engine.max_in_flight * 2)
         self._infer_pool = cf.ThreadPoolExecutor(engine.max_in_flight, thread_name_prefix="infer")
@@ -263,7 +264,6 @@ class ExtractionJob:
     def _write(self, work: _BlockWork) -> None:
         info = self.engine.info
         pooled = np.zeros((len(work.windows), info.columns.width), dtype=np.float16)
-        frame_columns = info.frame_columns.indices(self.settings.frame_layers)
         frames: list[np.ndarray | None] = [None] * len(work.windows)
         for slots, future in work.requests:
             try:
@@ -278,7 +278,7 @@ class ExtractionJob:
                     work.errors[work.windows[slot].track] = ("the model output is not finite in float16 "
                                                              "(NaN, or beyond the float16 range)")
             if FRAMES in outputs:
-                chosen = outputs[FRAMES][:, :, frame_columns].astype(np.float16)
+                chosen = outputs[FRAMES][:, :, self._frame_columns].astype(np.float16)
                 for row, slot in enumerate(slots):
                     frames[slot] = chosen[row]
         self.store.write_block(self._assemble(work, pooled, frames))
@@ -297,8 +297,8 @@ class ExtractionJob:
         )
         if self.settings.frame_layers:
             chosen = [frames[slot] for slot in keep]
-            shape = (0, self.engine.info.frame_columns.select(self.settings.frame_layers).width)
-            block.frames = np.concatenate(chosen) if chosen else np.zeros(shape, dtype=np.float16)
+            empty = np.zeros((0, len(self._frame_columns)), dtype=np.float16)
+            block.frames = np.concatenate(chosen) if chosen else empty
             block.frame_counts = np.array([f.shape[0] for f in chosen], dtype=np.int64)
         return block
 

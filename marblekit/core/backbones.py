@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from marblekit.core.layers import LayerColumns
+
 log = logging.getLogger(__name__)
 #: the entry-point group a package declares its backbones under (pyproject ``[project.entry-points]``)
 ENTRY_POINT_GROUP = "marblekit.backbones"
@@ -85,6 +87,16 @@ class BackboneSpec:
     def frame_states(self) -> tuple[int, ...]:
         """The hidden states that have frame-level features."""
         return tuple(range(self.num_hidden_states)) if self.frame_layers is None else self.frame_layers
+
+    @property
+    def columns(self) -> LayerColumns:
+        """Where every hidden state sits in the served ``pooled`` row."""
+        return LayerColumns(tuple(range(self.num_hidden_states)), self.dims)
+
+    @property
+    def frame_columns(self) -> LayerColumns:
+        """Where each frame layer sits in the served ``frames`` rows."""
+        return LayerColumns.of(self.frame_states, self.dims)
 
     @property
     def mixed_layers(self) -> tuple[int, ...]:

@@ -25,7 +25,6 @@ import soundfile as sf
 import torch
 
 from marblekit.core.backbones import get_backbone
-from marblekit.core.layers import LayerColumns
 from marblekit.export.musicnn import VGG_FEATURES, load_musicnn, load_tensorflow_checkpoint
 from marblekit.export.pipeline import export_model
 from marblekit.export.plugins import MUSICNN_FRAME_FEATURES as FRAME_FEATURES
@@ -80,7 +79,7 @@ def exported(session, audio: np.ndarray) -> tuple[dict[str, np.ndarray], dict[st
     """The exported graph's ``frames`` and ``pooled`` of one clip, split into the named features."""
     spec = get_backbone("musicnn-mtt")
     frames, pooled = session.run(["frames", "pooled"], {"waveform": audio[None]})
-    columns = LayerColumns(tuple(range(spec.num_hidden_states)), spec.dims)
+    columns = spec.columns
     per_frame = dict(zip(FRAME_FEATURES, columns.select(spec.frame_states).split(frames[0])))
     return per_frame, dict(zip(NAMES, columns.split(pooled[0])))
 

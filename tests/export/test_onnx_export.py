@@ -14,7 +14,6 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from marblekit.app.cli import main
 from marblekit.core.backbones import get_backbone
-from marblekit.core.layers import LayerColumns
 from marblekit.core.served_model import config_from_text as parse
 from marblekit.export.builders import random_encoder
 from marblekit.export.parity import per_layer_cosine
@@ -60,7 +59,7 @@ def test_fp32_and_fp16_exports_match_pytorch(label: str, repo: Path) -> None:
                for precision in ("fp32", "fp16")}
     assert all(report.parity_ok for report in reports.values()), [r.summary() for r in reports.values()]
     reference_encoder = random_encoder(spec, seed=5)  # rebuilt independently from the same seed
-    columns = LayerColumns(tuple(range(spec.num_hidden_states)), spec.dims)
+    columns = spec.columns
     for waveform in waveforms(spec.sample_rate):
         with torch.no_grad():
             stacked = reference_encoder(torch.from_numpy(waveform)).numpy()
@@ -140,7 +139,7 @@ def test_tensorrt_fp16_engine_matches_fp32(repo: Path) -> None:  # pragma: no co
     encoder = random_encoder(spec, seed=0)
     for waveform in waveforms(spec.sample_rate):
         x = torch.from_numpy(waveform).cuda()
-        columns = LayerColumns(tuple(range(spec.num_hidden_states)), spec.dims)
+        columns = spec.columns
         frames = torch.empty(waveform.shape[0], spec.num_frames(waveform.shape[1]), columns.width,
                              dtype=torch.float16, device="cuda")
         pooled = torch.empty(waveform.shape[0], columns.width, dtype=torch.float16, device="cuda")

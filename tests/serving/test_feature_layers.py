@@ -12,7 +12,7 @@ from marblekit.core.layers import LayerColumns
 from marblekit.serving.feature_service import BadRequest, one_width_layers
 
 MUSICNN = get_backbone("musicnn-mtt")
-COLUMNS = LayerColumns(tuple(range(MUSICNN.num_hidden_states)), MUSICNN.dims)
+COLUMNS = MUSICNN.columns
 
 
 def test_layers_of_one_width_are_taken_in_the_order_asked() -> None:

@@ -19,7 +19,6 @@ import onnxruntime as ort
 import torch
 
 from marblekit.core.backbones import get_backbone
-from marblekit.core.layers import LayerColumns
 from marblekit.core.served_model import FRAMES, INPUT
 from marblekit.export.architecture import HiddenStatesEncoder
 from marblekit.export.builders import MODEL_CLASSES, base_model
@@ -129,6 +128,6 @@ def bench_backbone(args: argparse.Namespace) -> BenchResult:
         seconds = time_calls(lambda b, s=session: s.run([FRAMES], {INPUT: b}), batches)
         outputs[name] = session.run([FRAMES], {INPUT: batches[0]})[0]
         rows.append(BenchRow(f"(b) onnxruntime {name}, batch {args.batch}", seconds, audio_seconds))
-    columns = LayerColumns.of(spec.frame_states, spec.dims)
+    columns = spec.frame_columns
     rows[-1].note = f"min layer cosine vs fp32 {per_layer_cosine(outputs['fp32'], outputs['int8'], columns).min():.4f}"
     return BenchResult(spec.name, machine_description(), rows)

@@ -10,7 +10,6 @@ a track's frames are its windows' frames in time order).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from marblekit.core.layers import LayerColumns
 from marblekit.core.store_layout import (DONE, FRAME_OFFSETS, FRAMES, POOLED, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START,
                                          WINDOW_TRACK, StoreAttrs, StoreReader, flat_rows)
+from marblekit.core.store_location import StoreLocation
 
 #: rows read from the store per call while loading: a few chunks, so memory stays bounded by this span
 READ_SPAN_BYTES = 256 << 20
@@ -59,10 +59,10 @@ class StoreFeatures:
             first = last
 
 
-def read_store(path: str | Path, level: str = "pooled") -> StoreFeatures:
+def read_store(path: StoreLocation, level: str = "pooled") -> StoreFeatures:
     """Open a store written by the extractor at ``level`` ('pooled' or 'frames') and index its rows; only
     done tracks keep their rows. Reads the small index arrays, not the features."""
-    reader = StoreReader(Path(path))
+    reader = StoreReader(path)
     source = str(path)
     track_ids = reader.track_ids()
     done = np.flatnonzero(reader.read(TRACK_STATUS) == DONE)

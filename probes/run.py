@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from marblekit.core.store_location import StoreLocation
 from marblekit.probes import scheduling, types
 from marblekit.probes.assemble import probe_data
 from marblekit.probes.features import read_store
@@ -22,7 +23,7 @@ SEPARATION_MODE = "sequential"
 
 @dataclasses.dataclass
 class ProbeRequest:
-    store: Path
+    store: StoreLocation
     task: str
     data: Path
     out: Path

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -27,6 +26,7 @@ from marblekit.core.store_layout import DONE
 from marblekit.core.store_layout import POOLED as STORE_POOLED
 from marblekit.core.store_layout import (TRACK_ERROR, TRACK_POOLED, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START,
                                          WINDOW_TRACK, StoreReader, flat_rows)
+from marblekit.core.store_location import StoreLocation
 from marblekit.core.windows import MIN_WINDOW_S, Windowing
 from marblekit.features.tensors import to_tensor
 from marblekit.features.v1 import features_pb2 as pb
@@ -70,10 +70,10 @@ class Backbone:
 
 
 class FeatureService(features_pb2_grpc.FeaturesServicer):
-    def __init__(self, triton_url: str, models: list[str], stores: dict[str, Path], cache: FeatureCache,
+    def __init__(self, triton_url: str, models: list[str], stores: dict[str, StoreLocation], cache: FeatureCache,
                  limits: Limits = Limits(), metrics: FeatureMetrics | None = None):
         self.limits, self.cache, self.metrics = limits, cache, metrics or FeatureMetrics()
-        self.stores = {name: Path(path) for name, path in stores.items()}
+        self.stores = dict(stores)
         self.backbones: dict[str, Backbone] = {}
         for name in models:
             client = ModelClient(triton_url, name, timeout=limits.deadline_s)

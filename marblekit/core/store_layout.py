@@ -31,7 +31,6 @@ import codecs
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ import zarr
 
 from marblekit import __version__
 from marblekit.core.layers import LayerColumns
+from marblekit.core.store_location import StoreLocation, exists
 
 #: the layout described above; a store with a larger number was written by a newer marblekit
 FORMAT_VERSION = 2
@@ -202,7 +202,7 @@ class Layout:
     finalized: bool = False
 
 
-def create_store(path: Path, attrs: StoreAttrs, track_ids: list[str], layout: Layout) -> zarr.Group:
+def create_store(path: StoreLocation, attrs: StoreAttrs, track_ids: list[str], layout: Layout) -> zarr.Group:
     """Write the track ids and then the attributes into the group at ``path`` (created when missing): the
     attributes come last, so their presence marks a complete creation."""
     group = zarr.open_group(str(path), mode="a", use_consolidated=False)
@@ -219,14 +219,14 @@ def read_layout(group: zarr.Group, source: str) -> Layout:
     return Layout(**raw)
 
 
-def mark_finalized(group: zarr.Group, path: Path) -> None:
+def mark_finalized(group: zarr.Group, path: StoreLocation) -> None:
     """Declare the flat arrays complete; the writer then removes its scaffolding and consolidates the
     metadata (:func:`consolidate`), steps it can repeat when they were cut short."""
     layout = read_layout(group, str(path))
     group.attrs[LAYOUT_KEY] = dataclasses.asdict(dataclasses.replace(layout, finalized=True))
 
 
-def consolidate(path: Path) -> None:
+def consolidate(path: StoreLocation) -> None:
     """Consolidated metadata, so readers open the store with one read."""
     with warnings.catch_warnings():  # consolidated metadata is not in the Zarr v3 core spec yet
         warnings.simplefilter("ignore")
@@ -306,7 +306,7 @@ def _track_means(pooled: np.ndarray, window_track: np.ndarray, tracks: range) ->
     return means
 
 
-def write_store(path: str | Path, attrs: StoreAttrs, track_ids: list[str], *, pooled: np.ndarray,
+def write_store(path: StoreLocation, attrs: StoreAttrs, track_ids: list[str], *, pooled: np.ndarray,
                 window_track: np.ndarray, window_start: np.ndarray | None = None,
                 window_length: np.ndarray | None = None, track_status: np.ndarray | None = None,
                 track_error: list[str] | None = None, frames: np.ndarray | None = None,
@@ -315,7 +315,6 @@ def write_store(path: str | Path, attrs: StoreAttrs, track_ids: list[str], *, po
     Defaults: windows of a track one second apart and ``window_s`` long, every track done. ``pooled`` [W, C]
     (or [W, L, D] for layers of one width); ``frames`` [F, C_f] (or [F, K, D]) with ``frame_counts`` [W] (frames
     per window) when the attrs name frame layers."""
-    path = Path(path)
     window_track = np.asarray(window_track, np.int32)
     if window_start is None:
         window_start = np.zeros(len(window_track))
@@ -358,19 +357,17 @@ class StoreReader:
     """A finalised store, opened read-only; arrays are read on demand. Refuses what is not a complete
     marblekit store, saying what is wrong and how to finish it."""
 
-    path: Path
+    path: StoreLocation
     group: zarr.Group = field(init=False, repr=False)
     attrs: StoreAttrs = field(init=False)
 
     def __post_init__(self) -> None:
-        self.path = Path(self.path)
-        if not self.path.exists():
+        if not exists(self.path):
             raise FileNotFoundError(f"store {self.path} not found")
         self.group = zarr.open_group(str(self.path), mode="r")
         layout = read_layout(self.group, str(self.path))
         if not layout.finalized:
-            done = int(zarr.open_array(str(self.path / DONE_MARKERS), mode="r")[:].sum()) \
-                if DONE_MARKERS in self.group else 0
+            done = int(self.group[DONE_MARKERS][:].sum()) if DONE_MARKERS in self.group else 0
             raise ValueError(f"store {self.path} is unfinished: {done} of {layout.num_blocks} blocks done; "
                              f"run the same marblekit extract command again to complete it")
         self.attrs = StoreAttrs.from_json(self.group.attrs.get(ATTRS_KEY), str(self.path))
@@ -408,6 +405,6 @@ class StoreReader:
         return view
 
 
-def open_pooled(path: str | Path) -> StoreView:
+def open_pooled(path: StoreLocation) -> StoreView:
     """A finalised store's arrays (see :meth:`StoreReader.view`)."""
-    return StoreReader(Path(path)).view()
+    return StoreReader(path).view()

@@ -11,13 +11,16 @@ import argparse
 import os
 from pathlib import Path
 
+from marblekit.core.store_location import store_location
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from marblekit.probes.scheduling import MODES
     from marblekit.probes.separation import SeparationSettings
     from marblekit.probes.types import LEARNING_RATES, SEED
 
-    parser.add_argument("store", type=Path, help="Zarr feature store written by marblekit extract")
+    parser.add_argument("store", type=store_location,
+                        help="Zarr feature store written by marblekit extract: a folder or an fsspec URL (s3://...)")
     parser.add_argument("--task", required=True, help="task name (marblekit.probes.tasks.TASKS), e.g. gtzan-genre")
     parser.add_argument("--data", type=Path, default=Path("."), help="the task's dataset folder (default: .)")
     parser.add_argument("--out", type=Path, required=True, help="output folder for results.json and leaderboard.md")

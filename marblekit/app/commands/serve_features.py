@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from marblekit.app.exit_codes import ExitCode
+from marblekit.core.store_location import StoreLocation, store_location
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="file holding a bearer token every call must present (health checks excepted)")
     data = parser.add_argument_group("stores and cache")
     data.add_argument("--store", action="append", default=[], metavar="NAME=PATH",
-                      help="an extracted store Lookup may read, by NAME (repeat for more)")
+                      help="an extracted store Lookup may read, by NAME: a folder or an fsspec URL (s3://...); "
+                      "repeat for more")
     data.add_argument("--cache-mb", type=float, default=512.0, help="memory for cached answers (default 512 MB)")
     data.add_argument("--cache-dir", type=Path, help="also keep cached answers in this Zarr group, across restarts")
     limits = parser.add_argument_group("limits")
@@ -53,13 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long a window waits for others of its length to share a Triton call (default 5)")
 
 
-def parse_stores(items: list[str]) -> dict[str, Path]:
+def parse_stores(items: list[str]) -> dict[str, StoreLocation]:
     stores = {}
     for item in items:
         name, _, path = item.partition("=")
         if not name or not path:
             raise ValueError(f"--store {item!r}: expected NAME=PATH")
-        stores[name] = Path(path)
+        stores[name] = store_location(path)
     return stores
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from marblekit.core.audio_input import Preparation
 from marblekit.core.served_model import ServedModel
 from marblekit.core.store_layout import StoreAttrs, StoreReader
+from marblekit.core.store_location import StoreLocation
 from marblekit.core.windows import Windowing
 
 from .catalog import load_catalog
@@ -38,7 +39,7 @@ class ExtractRequest:
 
     catalog: Path
     model: str
-    store: Path
+    store: StoreLocation
     server: str | None = None
     repo: Path = Path("model_repository")
     window_s: float = 30.0
@@ -157,7 +158,7 @@ def store_attrs(info: ServedModel, settings: JobSettings) -> StoreAttrs:
     )
 
 
-def render_summary(summary: Summary, store: Path) -> str:
+def render_summary(summary: Summary, store: StoreLocation) -> str:
     """What a run did, its failures (the first 50) and the state of the whole store."""
     speed = summary.audio_s / summary.wall_s if summary.wall_s else 0.0
     lines = [f"extract: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped (already done), "

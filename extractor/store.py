@@ -10,7 +10,12 @@ processes sharing a store never write the same block; a crash leaves at worst an
 next run overwrites. Structural changes (creating the group, checking that a resumed run matches, and
 finalising) happen under the store-wide lock ``.marblekit-locks/store``. Whichever process finds every
 block done finalises: it copies the buckets into the flat arrays, sets ``finalized``, removes the
-buckets and consolidates the metadata. Local filesystems only (flock).
+buckets and consolidates the metadata.
+
+On object storage (``s3://...``: no flock there) there are no claims: each block has one writer by schedule
+(``--shard I/N`` processes own disjoint blocks; several processes on one shard would only repeat each other's
+work), and since a block's bucket is written whole and deterministically, a block written twice holds the same
+bytes. The finaliser is whichever process finds every block done.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,7 @@ from marblekit.core.store_layout import (ATTRS_KEY, DONE_MARKERS, FAILED, FRAME_
                                          TRACK_ERROR, TRACK_ID, TRACK_STATUS, WINDOW_LENGTH, WINDOW_START, WINDOW_TRACK,
                                          ArraySpec, FlatArrays, Layout, StoreAttrs, consolidate, create_array,
                                          create_store, mark_finalized, read_layout, storable_text)
+from marblekit.core.store_location import StoreLocation, is_url
 
 LOCKS = ".marblekit-locks"
 BUCKETS = "blocks"
@@ -72,8 +77,9 @@ def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
 class Store:
     """Writer side of one extraction store; see the module docstring for the protocol."""
 
-    def __init__(self, path: Path, attrs: StoreAttrs, track_ids: list[str], block_tracks: int):
-        self.path = Path(path)
+    def __init__(self, path: StoreLocation, attrs: StoreAttrs, track_ids: list[str], block_tracks: int):
+        self.path = path
+        self.locks = None if is_url(path) else Path(path) / LOCKS  # object storage: no flock (see above)
         self.attrs = attrs
         self.track_ids = track_ids
         self.block_tracks = block_tracks
@@ -82,10 +88,10 @@ class Store:
             self.group = self._open_or_create()
 
     def store_lock(self) -> contextlib.AbstractContextManager[bool]:
-        return locked(self.path / LOCKS / "store")
+        return locked(self.locks / "store") if self.locks else contextlib.nullcontext(True)
 
     def block_lock(self, index: int) -> contextlib.AbstractContextManager[bool]:
-        return locked(self.path / LOCKS / f"{index:06d}", blocking=False)
+        return locked(self.locks / f"{index:06d}", blocking=False) if self.locks else contextlib.nullcontext(True)
 
     def block_range(self, index: int) -> range:
         return range(index * self.block_tracks, min((index + 1) * self.block_tracks, len(self.track_ids)))
@@ -93,7 +99,7 @@ class Store:
     def _open_or_create(self) -> zarr.Group:
         """Open the store, or create it: the block markers and buckets first, the attributes last (see
         ``create_store``), so a creation cut short is simply done again."""
-        group = zarr.open_group(self.path, mode="a", use_consolidated=False)
+        group = zarr.open_group(str(self.path), mode="a", use_consolidated=False)
         if ATTRS_KEY in group.attrs:
             self._check_matches(group)
             return group
@@ -126,16 +132,19 @@ class Store:
     def finalized(self) -> bool:
         return read_layout(self.group, str(self.path)).finalized
 
+    def _markers(self) -> zarr.Array:
+        return self.group[DONE_MARKERS]
+
     def done_blocks(self) -> np.ndarray:
-        return zarr.open_array(self.path / DONE_MARKERS, mode="r")[:].astype(bool)
+        return self._markers()[:].astype(bool)
 
     def is_done(self, index: int) -> bool:
-        return bool(zarr.open_array(self.path / DONE_MARKERS, mode="r")[index])
+        return bool(self._markers()[index])
 
     def write_block(self, block: Block) -> None:
         """Write the block's bucket (each array one object), then mark it done; call holding its lock."""
         self._write_bucket(block)
-        zarr.open_array(self.path / DONE_MARKERS, mode="r+")[block.index] = 1
+        self._markers()[block.index] = 1
 
     def _write_bucket(self, block: Block) -> None:
         bucket = self.group.require_group(BUCKETS).create_group(f"{block.index:06d}", overwrite=True)
@@ -155,7 +164,7 @@ class Store:
         """Build the flat arrays once every block is done (idempotent, one finaliser at a time); a
         finalisation cut short after the store was marked complete is finished here."""
         with self.store_lock():
-            self.group = zarr.open_group(self.path, mode="r+", use_consolidated=False)
+            self.group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
             if self.finalized:
                 self._clean_up()
                 return True
@@ -166,7 +175,8 @@ class Store:
 
     def _clean_up(self) -> None:
         """Remove the buckets and consolidate the metadata of what remains (safe to repeat)."""
-        shutil.rmtree(self.path / BUCKETS, ignore_errors=True)
+        if BUCKETS in self.group:
+            del self.group[BUCKETS]
         consolidate(self.path)
 
     def failed_tracks(self) -> int:
@@ -181,11 +191,11 @@ class Store:
         failed tracks they hold. A finalised store is first turned back into blocks: its flat arrays are
         copied into buckets, so this costs about what a finalisation costs."""
         with self.store_lock():
-            self.group = zarr.open_group(self.path, mode="r+", use_consolidated=False)
+            self.group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
             if self.finalized:
                 self._unfinalize()
             done = self.done_blocks()
-            markers = zarr.open_array(self.path / DONE_MARKERS, mode="r+")
+            markers = self._markers()
             failed = 0
             for index in np.flatnonzero(done):
                 in_block = int((self._bucket(index)[TRACK_STATUS.name][...] == FAILED).sum())
@@ -216,7 +226,7 @@ class Store:
         self.group.attrs[LAYOUT_KEY] = dataclasses.asdict(layout)
 
     def _bucket(self, index: int) -> zarr.Group:
-        return zarr.open_group(self.path / BUCKETS / f"{index:06d}", mode="r", use_consolidated=False)
+        return self.group[BUCKETS][f"{index:06d}"]
 
     def _finalize(self) -> None:
         frames = bool(self.attrs.frame_layers)

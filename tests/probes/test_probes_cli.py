@@ -13,6 +13,7 @@ import pytest
 from marblekit.app.cli import main
 from marblekit.core.keys import KEY_NAMES
 from marblekit.core.store_layout import StoreAttrs, write_store
+from marblekit.core.store_location import StoreLocation
 from marblekit.probes.features import read_store
 from marblekit.probes.matrix import load_rows
 
@@ -38,7 +39,7 @@ def make_task(root: Path, name: str, kind: str, labels: list, classes: list | No
     return folder
 
 
-def pooled_store(path: Path, n: int, signal: np.ndarray, windows: int = 2) -> Path:
+def pooled_store(path: StoreLocation, n: int, signal: np.ndarray, windows: int = 2) -> StoreLocation:
     """``windows`` windows per track; layer 1 carries ``signal`` [n, k] (padded to DIM) plus noise."""
     rng = np.random.default_rng(0)
     track = np.repeat(np.arange(n), windows)
@@ -142,3 +143,20 @@ def test_read_store_drops_unfinished_tracks(tmp_path):
     matrix, (rows,) = load_rows(features, [np.array([3, 0])], None)
     np.testing.assert_array_equal(matrix.slab(tuple(range(LAYERS)))[:, rows].transpose(1, 0, 2),
                                   pooled[[3, 0]].astype(np.float16))
+
+
+def test_probing_a_store_on_s3_gives_the_local_result(tmp_path, rng, s3_bucket: str):
+    n = 120
+    classes = rng.integers(0, 4, n)
+    pitch = make_task(tmp_path, "synth-pitch", "multiclass", classes.tolist(), ["a", "b", "c", "d"])
+    local = pooled_store(tmp_path / "pitch.zarr", n, np.eye(4)[classes])
+    remote = pooled_store(f"{s3_bucket}/pitch.zarr", n, np.eye(4)[classes])
+    results = {}
+    for name, store in (("local", local), ("s3", remote)):
+        assert main(["probe", str(store), "--task", "synth-pitch", "--data", str(pitch), "--out",
+                     str(tmp_path / name), *QUICK]) == 0
+        results[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert results["s3"]["store"] == remote
+    assert results["s3"]["winner"] == results["local"]["winner"]
+    assert [(probe["config"], probe["valid_curve"], probe["test"]) for probe in results["s3"]["probes"]] == \
+        [(probe["config"], probe["valid_curve"], probe["test"]) for probe in results["local"]["probes"]]

@@ -15,6 +15,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from marblekit.core.store_location import store_location
+
 if TYPE_CHECKING:  # the extractor is imported when the command runs, not to build the parser
     from marblekit.extractor.api import ExtractRequest
 
@@ -24,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a directory of audio files (recursive) or a .csv / .jsonl manifest with "
                              "id, path and optional start, end (seconds)")
     parser.add_argument("--model", required=True, help="model name in the repository / on the server")
-    parser.add_argument("--store", required=True, type=Path, help="Zarr v3 store directory to write or resume")
+    parser.add_argument("--store", required=True, type=store_location,
+                        help="Zarr v3 store to write or resume: a folder, or an fsspec URL (s3://bucket/path.zarr; "
+                             "credentials from the AWS environment, one writer per block: see --shard)")
     parser.add_argument("--root", type=Path,
                         help="manifest paths are relative to this directory and must stay inside it, by their "
                              "spelling (default: the manifest's directory)")

@@ -19,7 +19,7 @@ from marblekit.core.store_layout import StoreAttrs, StoreReader
 from marblekit.core.store_location import StoreLocation
 from marblekit.core.windows import Windowing
 
-from .catalog import load_catalog
+from .catalog import Entry, load_catalog
 from .engine import Engine
 from .job import ExtractionJob, JobSettings, Summary
 from .progress import Progress
@@ -77,6 +77,11 @@ class ExtractRequest:
             raise ValueError(f"--crop must be positive, got {self.crop_s:g}")
 
     @property
+    def servers(self) -> list[str]:
+        """The Triton endpoints ``server`` names (comma-separated; several only on Ray)."""
+        return [url.strip() for url in (self.server or "").split(",") if url.strip()]
+
+    @property
     def decoders(self) -> int:
         return self.workers if self.workers is not None else min(4, os.cpu_count() or 1)
 
@@ -88,31 +93,47 @@ class ExtractRequest:
 def extract(request: ExtractRequest) -> Summary:
     """Run this process's shard of the extraction the request describes and return its summary."""
     request.check()
-    windowing = request.windowing
-    entries = load_catalog(request.catalog, request.root, request.follow_symlinks)
-    if not entries:
-        raise ValueError(f"catalog {request.catalog} lists no audio files")
+    if len(request.servers) > 1:
+        raise ValueError(f"--server names {len(request.servers)} endpoints; one process uses one (several "
+                         f"are spread over the workers of --ray)")
     with contextlib.closing(Progress(enabled=request.progress)) as progress, \
             contextlib.closing(open_engine(request, progress.waiting)) as engine:
-        info = engine.info
-        check_model(request, info)
-        frame_layers = checked_layers(request.frame_layers, info) if request.frames else ()
-        settings = JobSettings(windowing.for_model(info.min_samples, info.sample_rate),
-                               Preparation(info.sample_rate, info.normalize_input, request.crop_s),
-                               frame_layers, request.batch, request.decoders, request.shard, request.scratch)
-        store = Store(request.store, store_attrs(info, settings), [entry.id for entry in entries],
-                      request.block_tracks)
-        retried = store.reopen_failed() if request.retry_failed else 0
+        plan = plan_extraction(request, engine.info)
         index, count = request.shard
-        progress.plan(sum(len(store.block_range(k)) for k in range(index, store.num_blocks, count)))
-        summary = ExtractionJob(entries, store, engine, settings, progress).run()
-    summary.retried = retried
+        progress.plan(sum(len(plan.store.block_range(k)) for k in range(index, plan.store.num_blocks, count)))
+        summary = ExtractionJob(plan.entries, plan.store, engine, plan.settings, progress).run()
+    summary.retried = plan.retried
     return summary
 
 
-def open_engine(request: ExtractRequest, notify: Callable[[str], None]) -> Engine:
+@dataclass
+class Plan:
+    """What every runner (this process, or a Ray driver) settles before the first block: the catalog, the job
+    settings the served model allows, and the store, opened or created (``retried``: failed tracks reopened)."""
+
+    entries: list[Entry]
+    settings: JobSettings
+    store: Store
+    retried: int
+
+
+def plan_extraction(request: ExtractRequest, info: ServedModel) -> Plan:
+    entries = load_catalog(request.catalog, request.root, request.follow_symlinks)
+    if not entries:
+        raise ValueError(f"catalog {request.catalog} lists no audio files")
+    check_model(request, info)
+    frame_layers = checked_layers(request.frame_layers, info) if request.frames else ()
+    settings = JobSettings(request.windowing.for_model(info.min_samples, info.sample_rate),
+                           Preparation(info.sample_rate, info.normalize_input, request.crop_s),
+                           frame_layers, request.batch, request.decoders, request.shard, request.scratch)
+    store = Store(request.store, store_attrs(info, settings), [entry.id for entry in entries], request.block_tracks)
+    retried = store.reopen_failed() if request.retry_failed else 0
+    return Plan(entries, settings, store, retried)
+
+
+def open_engine(request: ExtractRequest, notify: Callable[[str], None], threads: int = 0) -> Engine:
     """The engine the request asks for (imported lazily: the Triton client is not needed to run locally);
-    ``notify`` hears what a server engine waits for."""
+    ``notify`` hears what a server engine waits for; ``threads``: a local engine's (0: every core)."""
     if request.server:
         from .triton import TritonEngine
 
@@ -120,7 +141,7 @@ def open_engine(request: ExtractRequest, notify: Callable[[str], None]) -> Engin
                             deadline_s=request.deadline_s, retry_timeout_s=request.retry_timeout_s, notify=notify)
     from .engine import LocalEngine
 
-    return LocalEngine(request.repo, request.model)
+    return LocalEngine(request.repo, request.model, threads)
 
 
 def check_model(request: ExtractRequest, info: ServedModel) -> None:

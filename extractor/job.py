@@ -143,7 +143,9 @@ class ExtractionJob:
         index, count = self.settings.shard
         return [k for k in range(self.store.num_blocks) if k % count == index]
 
-    def run(self) -> Summary:
+    def run(self, blocks: list[int] | None = None, finalize: bool = True) -> Summary:
+        """Extract ``blocks`` (default: my shard's), then, with ``finalize``, complete the store if every block
+        is done (a Ray worker leaves that to the driver, which owns the schedule)."""
         started = time.perf_counter()
         scratch_root = Path(self.settings.scratch or tempfile.gettempdir())
         scratch_root.mkdir(parents=True, exist_ok=True)
@@ -153,7 +155,8 @@ class ExtractionJob:
         try:
             with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_root) as scratch, \
                     Decoders(self.settings.workers, self.settings.preparation, Path(scratch)) as decoders:
-                for work, local, pending in self._tracks_ahead(decoders):
+                mine = self.my_blocks() if blocks is None else blocks
+                for work, local, pending in self._tracks_ahead(decoders, mine):
                     self._feed(work, local, decoders.result(self.entries[work.tracks[local]], pending))
                     if local == len(work.tracks) - 1:
                         self._flush_full(work)
@@ -165,17 +168,18 @@ class ExtractionJob:
             self._infer_pool.shutdown()
         self._check_writer()
         self.summary.wall_s = time.perf_counter() - started
-        self.summary.finalized = self.store.finalize_if_complete()
-        self.summary.failed_in_store = self.store.failed_tracks()
+        if finalize:
+            self.summary.finalized = self.store.finalize_if_complete()
+            self.summary.failed_in_store = self.store.failed_tracks()
         return self.summary
 
     def _check_writer(self) -> None:
         if self._writer_error is not None:
             raise self._writer_error
 
-    def _claimed_blocks(self) -> Iterator[_BlockWork]:
-        """My unfinished blocks, each held under its lock; blocks another process holds are left to it."""
-        for index in self.my_blocks():
+    def _claimed_blocks(self, blocks: list[int]) -> Iterator[_BlockWork]:
+        """The unfinished ones of ``blocks``, each held under its lock; blocks another process holds are left to it."""
+        for index in blocks:
             tracks = self.store.block_range(index)
             if self.store.is_done(index):
                 self._skip(tracks, elsewhere=False)
@@ -194,12 +198,12 @@ class ExtractionJob:
             self.summary.skipped += len(tracks)
         self.progress.skip(len(tracks))
 
-    def _tracks_ahead(self, decoders: Decoders) -> Iterator[tuple[_BlockWork, int, Pending]]:
-        """Every track of my claimed blocks in catalog order with its decoding, submitted at most
+    def _tracks_ahead(self, decoders: Decoders, blocks: list[int]) -> Iterator[tuple[_BlockWork, int, Pending]]:
+        """Every track of the claimed ones of ``blocks`` in catalog order with its decoding, submitted at most
         ``prefetch`` tracks ahead of use (decoded tracks wait on the scratch disk, so this bounds it)."""
         ahead: collections.deque[tuple[_BlockWork, int, Pending]] = collections.deque()
         prefetch = 2 * self.settings.workers + 2
-        for work in self._claimed_blocks():
+        for work in self._claimed_blocks(blocks):
             for local, track in enumerate(work.tracks):
                 ahead.append((work, local, decoders.submit(self.entries[track])))
                 if len(ahead) > prefetch:

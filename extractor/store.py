@@ -225,6 +225,11 @@ class Store:
         layout = dataclasses.replace(read_layout(self.group, str(self.path)), finalized=False)
         self.group.attrs[LAYOUT_KEY] = dataclasses.asdict(layout)
 
+    def block_record(self, index: int) -> tuple[np.ndarray, list[str]]:
+        """A done block's track status and errors, from its bucket (before finalisation)."""
+        bucket = self._bucket(index)
+        return bucket[TRACK_STATUS.name][...], bucket[TRACK_ERROR.name][...].tolist()
+
     def _bucket(self, index: int) -> zarr.Group:
         return self.group[BUCKETS][f"{index:06d}"]
 

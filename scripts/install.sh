@@ -25,7 +25,7 @@ quiet_pip() { "$1" -m pip install -q --disable-pip-version-check "${@:2}" 2>&1 |
 [ -x .venv/bin/python ] || { echo "install: creating .venv"; "$PYTHON" -m venv .venv; }
 echo "install: main environment (.venv)"
 quiet_pip .venv/bin/python torch==2.13.0
-quiet_pip .venv/bin/python -e '.[torch,probes,test,tensorflow,s3]'
+quiet_pip .venv/bin/python -e '.[torch,probes,test,tensorflow,s3,ray]'
 quiet_pip .venv/bin/python --no-deps musicnn==0.1.0  # MusiCNN's trained checkpoints and original code
 .venv/bin/python -c "import marblekit, torch, onnxruntime, zarr" \
   || { echo "install: .venv is incomplete (see pip's messages above)" >&2; exit 1; }

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="manifest paths are relative to this directory and must stay inside it, by their "
                              "spelling (default: the manifest's directory)")
     transport = parser.add_mutually_exclusive_group(required=True)
-    transport.add_argument("--server", metavar="HOST:PORT", help="Triton gRPC endpoint")
+    transport.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
+                           help="Triton gRPC endpoint (with --ray, several, spread round-robin over the workers)")
     transport.add_argument("--engine", choices=("local",), help="local: onnxruntime in this process, no server")
     parser.add_argument("--repo", type=Path, default=Path("model_repository"),
                         help="model repository for --engine local (default model_repository/)")
@@ -44,7 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", help="hidden-state indices stored with --frames, e.g. 0,6,12 (default all)")
     parser.add_argument("--shard", default="0/1", metavar="I/N",
                         help="process only blocks k with k %% N == I (default 0/1)")
-    parser.add_argument("--workers", type=int, help="decoding processes (default min(4, cores))")
+    parser.add_argument("--workers", type=int, help="decoding processes (default min(4, cores); with --ray, "
+                        "each Ray worker's, and the CPUs it asks Ray for)")
+    ray = parser.add_argument_group("on a Ray cluster (pip install 'marblekit[ray]')")
+    ray.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                     help="run the blocks on Ray: the cluster at ADDRESS (auto, host:6379, ray://host:10001), or "
+                          "without ADDRESS a local Ray on this machine; the driver owns the schedule (no --shard)")
+    ray.add_argument("--ray-workers", type=int,
+                     help="Ray workers, each with its own engine (default: the cluster's CPUs / --workers)")
     parser.add_argument("--batch", type=int, default=8, help="full windows per request (default 8)")
     parser.add_argument("--in-flight", type=int, default=4, help="Triton requests in flight (default 4)")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds per Triton request (default 120)")
@@ -98,6 +106,13 @@ def request_of(args: argparse.Namespace) -> "ExtractRequest":
 def run(args: argparse.Namespace) -> int:
     from marblekit.extractor.api import extract, render_summary
 
-    summary = extract(request_of(args))
+    if args.ray is not None:
+        if args.shard != "0/1":
+            raise ValueError("--shard with --ray: on Ray the driver gives out every block; drop --shard")
+        from marblekit.extractor.ray_runner import RaySettings, extract_on_ray
+
+        summary = extract_on_ray(request_of(args), RaySettings(args.ray or None, args.ray_workers))
+    else:
+        summary = extract(request_of(args))
     print(render_summary(summary, args.store))
     return 1 if summary.failed_in_store and not args.allow_failures else 0

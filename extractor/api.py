@@ -16,7 +16,7 @@ from pathlib import Path
 from marblekit.core.audio_input import Preparation
 from marblekit.core.served_model import ServedModel
 from marblekit.core.store_layout import StoreAttrs, StoreReader
-from marblekit.core.store_location import StoreLocation
+from marblekit.core.store_location import StoreLocation, is_url
 from marblekit.core.windows import Windowing
 
 from .catalog import Entry, load_catalog
@@ -101,7 +101,9 @@ def extract(request: ExtractRequest) -> Summary:
         plan = plan_extraction(request, engine.info)
         index, count = request.shard
         progress.plan(sum(len(plan.store.block_range(k)) for k in range(index, plan.store.num_blocks, count)))
-        summary = ExtractionJob(plan.entries, plan.store, engine, plan.settings, progress).run()
+        # on object storage (no locks) two finalisers could race: there the run without --shard finalises
+        finalize = not (is_url(request.store) and count > 1)
+        summary = ExtractionJob(plan.entries, plan.store, engine, plan.settings, progress).run(finalize=finalize)
     summary.retried = plan.retried
     return summary
 
@@ -131,9 +133,9 @@ def plan_extraction(request: ExtractRequest, info: ServedModel) -> Plan:
     return Plan(entries, settings, store, retried)
 
 
-def open_engine(request: ExtractRequest, notify: Callable[[str], None], threads: int = 0) -> Engine:
+def open_engine(request: ExtractRequest, notify: Callable[[str], None]) -> Engine:
     """The engine the request asks for (imported lazily: the Triton client is not needed to run locally);
-    ``notify`` hears what a server engine waits for; ``threads``: a local engine's (0: every core)."""
+    ``notify`` hears what a server engine waits for."""
     if request.server:
         from .triton import TritonEngine
 
@@ -141,7 +143,7 @@ def open_engine(request: ExtractRequest, notify: Callable[[str], None], threads:
                             deadline_s=request.deadline_s, retry_timeout_s=request.retry_timeout_s, notify=notify)
     from .engine import LocalEngine
 
-    return LocalEngine(request.repo, request.model, threads)
+    return LocalEngine(request.repo, request.model)
 
 
 def check_model(request: ExtractRequest, info: ServedModel) -> None:
@@ -193,6 +195,9 @@ def render_summary(summary: Summary, store: StoreLocation) -> str:
     if summary.finalized:
         done, failed = StoreReader(store).status_counts()
         lines.append(f"store {store}: complete, {done} tracks done and {failed} failed in all")
+    elif is_url(store):
+        lines.append(f"store {store}: incomplete; once every shard is done, the same command without --shard "
+                     f"completes it (on object storage shards do not finalise: no locks there)")
     else:
         lines.append(f"store {store}: incomplete (blocks of other shards pending; rerun or wait for them); "
                      f"{summary.failed_in_store} failed in the blocks done so far")

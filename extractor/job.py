@@ -143,18 +143,17 @@ class ExtractionJob:
         index, count = self.settings.shard
         return [k for k in range(self.store.num_blocks) if k % count == index]
 
-    def run(self, blocks: list[int] | None = None, finalize: bool = True) -> Summary:
+    def run(self, blocks: list[int] | None = None, finalize: bool = True, decoders: Decoders | None = None) -> Summary:
         """Extract ``blocks`` (default: my shard's), then, with ``finalize``, complete the store if every block
-        is done (a Ray worker leaves that to the driver, which owns the schedule)."""
+        is done (a Ray worker leaves that to the driver, which owns the schedule). ``decoders``: ones kept open
+        across runs (a Ray worker's, one run per block); by default this run starts its own."""
         started = time.perf_counter()
-        scratch_root = Path(self.settings.scratch or tempfile.gettempdir())
-        scratch_root.mkdir(parents=True, exist_ok=True)
-        remove_stale_scratch(scratch_root)
         writer = threading.Thread(target=self._writer, name="block-writer", daemon=True)
         writer.start()
         try:
-            with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_root) as scratch, \
-                    Decoders(self.settings.workers, self.settings.preparation, Path(scratch)) as decoders:
+            with contextlib.ExitStack() as stack:
+                if decoders is None:
+                    decoders = stack.enter_context(open_decoders(self.settings))
                 mine = self.my_blocks() if blocks is None else blocks
                 for work, local, pending in self._tracks_ahead(decoders, mine):
                     self._feed(work, local, decoders.result(self.entries[work.tracks[local]], pending))
@@ -313,6 +312,17 @@ class ExtractionJob:
         self.summary.done += len(work.tracks) - len(failed)
         self.summary.audio_s += work.audio_s
         self.progress.advance(len(work.tracks), work.audio_s)
+
+
+@contextlib.contextmanager
+def open_decoders(settings: JobSettings) -> Iterator[Decoders]:
+    """The decoder processes with their scratch folder, removed afterwards (and those of dead processes first)."""
+    scratch_root = Path(settings.scratch or tempfile.gettempdir())
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    remove_stale_scratch(scratch_root)
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch_root) as scratch, \
+            Decoders(settings.workers, settings.preparation, Path(scratch)) as decoders:
+        yield decoders
 
 
 @dataclass(frozen=True)

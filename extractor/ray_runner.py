@@ -29,7 +29,7 @@ from marblekit.core.store_layout import DONE, StoreAttrs
 
 from .api import ExtractRequest, Plan, open_engine, plan_extraction
 from .catalog import Entry
-from .job import ExtractionJob, JobSettings, Summary
+from .job import ExtractionJob, JobSettings, Summary, open_decoders
 from .progress import Progress
 from .store import Store
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 WORKER_RESTARTS = 3
 #: blocks queued per worker, so that it starts the next while the driver hears about the last
 QUEUED_PER_WORKER = 2
+#: how long the workers may take to stop their decoders before they are killed
+CLOSE_TIMEOUT_S = 30.0
 #: how long a worker waits before it hands back a block another process holds, to be given out again
 HELD_RETRY_S = 0.5
 
@@ -54,18 +56,24 @@ class RaySettings:
 class BlockWorker:
     """One Ray actor: an engine, the open store, and the block pipeline (see the module docstring)."""
 
-    def __init__(self, request: ExtractRequest, entries: list[Entry], settings: JobSettings, attrs: StoreAttrs,
-                 threads: int):
-        self.engine = open_engine(request, log.warning, threads)
+    def __init__(self, request: ExtractRequest, entries: list[Entry], settings: JobSettings, attrs: StoreAttrs):
+        self.engine = open_engine(request, log.warning)
         self.entries, self.settings = entries, settings
         self.store = Store(request.store, attrs, [entry.id for entry in entries], request.block_tracks)
+        self._decoders = contextlib.ExitStack()  # kept open across blocks
+        self.decoders = self._decoders.enter_context(open_decoders(settings))
+
+    def close(self) -> None:
+        """Stop the decoders (removing their scratch folder) and the engine."""
+        self._decoders.close()
+        self.engine.close()
 
     def pid(self) -> int:
         return os.getpid()
 
     def run_block(self, index: int) -> Summary:
         job = ExtractionJob(self.entries, self.store, self.engine, self.settings, Progress(enabled=False))
-        summary = job.run([index], finalize=False)
+        summary = job.run([index], finalize=False, decoders=self.decoders)
         if summary.elsewhere:  # another process holds it (on a local store: a worker of a killed driver)
             time.sleep(HELD_RETRY_S)
             return summary
@@ -99,12 +107,13 @@ def extract_on_ray(request: ExtractRequest, ray_settings: RaySettings) -> Summar
                                                 max_task_retries=WORKER_RESTARTS)
         entries = ray.put(plan.entries)
         workers = [actor.remote(dataclasses.replace(request, server=servers[k % len(servers)]), entries,
-                                plan.settings, plan.store.attrs, cpus) for k in range(count)]
+                                plan.settings, plan.store.attrs) for k in range(count)]
         started = time.perf_counter()
         try:
             summary = _run_blocks(plan, workers, progress)
             summary.wall_s = time.perf_counter() - started
         finally:
+            ray.wait([worker.close.remote() for worker in workers], num_returns=len(workers), timeout=CLOSE_TIMEOUT_S)
             for worker in workers:
                 ray.kill(worker)
     summary.finalized = plan.store.finalize_if_complete()

@@ -13,9 +13,9 @@ block done finalises: it copies the buckets into the flat arrays, sets ``finaliz
 buckets and consolidates the metadata.
 
 On object storage (``s3://...``: no flock there) there are no claims: each block has one writer by schedule
-(``--shard I/N`` processes own disjoint blocks; several processes on one shard would only repeat each other's
-work), and since a block's bucket is written whole and deterministically, a block written twice holds the same
-bytes. The finaliser is whichever process finds every block done.
+(``--shard I/N`` processes own disjoint blocks, or the Ray driver gives each block to one worker), and since a
+block's bucket is written whole and deterministically, a block written again holds the same bytes. Two
+finalisers could race there, so only the Ray driver or a run without ``--shard`` finalises (``api.extract``).
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _du(path: Path) -> int:
     return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
 
 
-def _catalog(directory: Path, tracks: int, seconds: float) -> float:
+def write_catalog(directory: Path, tracks: int, seconds: float) -> float:
     rng = np.random.default_rng(0)
     rate = 44100
     t = np.arange(int(seconds * rate)) / rate
@@ -108,7 +108,7 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
     (workdir / "audio").mkdir(parents=True)
     repo = workdir / "repo"
     export_model(spec, repo, random_init=spec.needs_weights, check_parity=False)
-    audio_s = _catalog(workdir / "audio", args.tracks, args.seconds)
+    audio_s = write_catalog(workdir / "audio", args.tracks, args.seconds)
     files = sorted((workdir / "audio").iterdir())
 
     request = ExtractRequest(workdir / "audio", spec.name, workdir / "store.zarr", repo=repo, window_s=args.window,

@@ -9,6 +9,8 @@
   extract MODEL    audio-seconds per second: marblekit extract end to end vs the bare engine on the same
                    windows vs a MARBLE-style loop; store bytes per audio-hour vs fp32 .npy
   extract-memory   peak memory of the whole extract process tree on a short and on a 2-hour track
+  scale            one catalog through one process and through a local Ray with 1 and 2 workers:
+                   audio-seconds per second, Ray / single, the scheduling overhead per block
   probe            the probe grid of a GTZAN-sized synthetic task: a reference-style sweep (one process
                    per configuration, one .npy per item read every epoch) vs marblekit's per-layer,
                    per-probe and vectorised modes; wall time, peak memory and the selected probe
@@ -24,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "features": ("marblekit.app.bench.features", "feature service vs direct Triton; cache-hit latency"),
     "extract": ("marblekit.app.bench.extract", "extractor end to end vs bare engine vs MARBLE-style loop"),
     "extract-memory": ("marblekit.app.bench.extract_memory", "peak memory of extract: a short vs a 2-hour track"),
+    "scale": ("marblekit.app.bench.scale", "one process vs Ray with 1 and 2 workers, same catalog"),
     "probe": ("marblekit.app.bench.probe", "reference-style probe sweep vs marblekit's grid modes"),
     "probe-memory": ("marblekit.app.bench.probe_memory", "probe a store larger than the memory budget"),
 }

@@ -42,6 +42,14 @@ def write_tone(path: Path, seconds: float, rate: int = 16000, channels: int = 1,
     return data.astype(np.float32)
 
 
+def tones_and_a_broken_file(root: Path, tracks: int, step_s: float) -> Path:
+    """``tracks`` tone files of growing length (2.5 s, then ``step_s`` longer each) and one file that is not audio."""
+    for index in range(tracks):
+        write_tone(root / f"t{index:02d}.wav", 2.5 + step_s * index, seed=index)
+    (root / "broken.wav").write_text("not audio")
+    return root
+
+
 def local_request(catalog: Path, store: Path, repo: Path, model: str = HANDCRAFTED, **options) -> ExtractRequest:
     """The typed request of a local (in-process onnxruntime) extraction, quiet."""
     return ExtractRequest(catalog, model, store, repo=repo, progress=False, **options)
@@ -65,3 +73,9 @@ def assert_same_store(a, b) -> None:
                  "track_error", "track_pooled"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert a.attrs == b.attrs
+
+
+def assert_same_frames(a, b) -> None:
+    """Two StoreViews hold the same frames and offsets."""
+    np.testing.assert_array_equal(a.frame_offsets, b.frame_offsets)
+    np.testing.assert_array_equal(a.frames[...], b.frames[...])

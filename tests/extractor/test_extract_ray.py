@@ -12,10 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import zarr
-from extract_helpers import HANDCRAFTED, assert_same_store, extract_args, local_request, write_tone
+from extract_helpers import (HANDCRAFTED, assert_same_frames, assert_same_store, extract_args, local_request,
+                             tones_and_a_broken_file)
 
 from marblekit.core.store_layout import open_pooled
 from marblekit.extractor.api import extract
@@ -36,11 +36,7 @@ def local_ray() -> None:
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ray-catalog")
-    for index in range(TRACKS):
-        write_tone(root / f"t{index:02d}.wav", 2.5 + 0.4 * index, seed=index)
-    (root / "broken.wav").write_text("not audio")
-    return root
+    return tones_and_a_broken_file(tmp_path_factory.mktemp("ray-catalog"), TRACKS, 0.4)
 
 
 def request(catalog: Path, store: Path, repo: Path, **options):
@@ -72,11 +68,6 @@ def blocks_done(store: Path) -> int:
         return int(zarr.open_array(store / "done", mode="r")[:].sum())
     except FileNotFoundError:  # not created yet
         return 0
-
-
-def assert_same_frames(a, b) -> None:
-    np.testing.assert_array_equal(a.frame_offsets, b.frame_offsets)
-    np.testing.assert_array_equal(a.frames[...], b.frames[...])
 
 
 def test_ray_writes_the_store_one_process_writes(local_ray, catalog: Path, model_repo: Path, one_process,

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from extract_helpers import HANDCRAFTED, assert_same_store, local_request, write_tone
+from extract_helpers import HANDCRAFTED, assert_same_frames, assert_same_store, local_request, tones_and_a_broken_file
 
 from marblekit.core.store_layout import open_pooled
 from marblekit.extractor.api import extract
@@ -18,20 +17,11 @@ TRACKS = 7
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("s3-catalog")
-    for index in range(TRACKS):
-        write_tone(root / f"t{index}.wav", 2.5 + 0.6 * index, seed=index)
-    (root / "broken.wav").write_text("not audio")
-    return root
+    return tones_and_a_broken_file(tmp_path_factory.mktemp("s3-catalog"), TRACKS, 0.6)
 
 
 def request(catalog: Path, store, repo: Path, **options):
     return local_request(catalog, store, repo, HANDCRAFTED, window_s=2.0, frames=True, block_tracks=3, **options)
-
-
-def assert_same_frames(a, b) -> None:
-    np.testing.assert_array_equal(a.frame_offsets, b.frame_offsets)
-    np.testing.assert_array_equal(a.frames[...], b.frames[...])
 
 
 @pytest.fixture(scope="module")

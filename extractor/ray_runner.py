@@ -21,7 +21,6 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 from typing import Any
 
@@ -67,9 +66,6 @@ class BlockWorker:
         """Stop the decoders (removing their scratch folder) and the engine."""
         self._decoders.close()
         self.engine.close()
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def run_block(self, index: int) -> Summary:
         job = ExtractionJob(self.entries, self.store, self.engine, self.settings, Progress(enabled=False))

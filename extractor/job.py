@@ -25,7 +25,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -122,10 +122,11 @@ class _BlockWork:
 
 
 class ExtractionJob:
-    """Runs one shard of one extraction into ``store``; call :meth:`run` once."""
+    """Runs one shard of one extraction into ``store``; call :meth:`run` once. ``entries``: the catalog, or
+    (a Ray worker's) the tracks of the blocks it runs, by catalog row."""
 
-    def __init__(self, entries: list[Entry], store: Store, engine: Engine, settings: JobSettings,
-                 progress: Progress):
+    def __init__(self, entries: Sequence[Entry] | Mapping[int, Entry], store: Store, engine: Engine,
+                 settings: JobSettings, progress: Progress):
         self.entries = entries
         self.store = store
         self.engine = engine

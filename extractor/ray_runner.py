@@ -55,10 +55,10 @@ class RaySettings:
 class BlockWorker:
     """One Ray actor: an engine, the open store, and the block pipeline (see the module docstring)."""
 
-    def __init__(self, request: ExtractRequest, entries: list[Entry], settings: JobSettings, attrs: StoreAttrs):
+    def __init__(self, request: ExtractRequest, num_tracks: int, settings: JobSettings, attrs: StoreAttrs):
         self.engine = open_engine(request, log.warning)
-        self.entries, self.settings = entries, settings
-        self.store = Store(request.store, attrs, [entry.id for entry in entries], request.block_tracks)
+        self.settings = settings
+        self.store = Store.attach(request.store, attrs, num_tracks, request.block_tracks)
         self._decoders = contextlib.ExitStack()  # kept open across blocks
         self.decoders = self._decoders.enter_context(open_decoders(settings))
 
@@ -67,20 +67,21 @@ class BlockWorker:
         self._decoders.close()
         self.engine.close()
 
-    def run_block(self, index: int) -> Summary:
-        job = ExtractionJob(self.entries, self.store, self.engine, self.settings, Progress(enabled=False))
+    def run_block(self, index: int, entries: dict[int, Entry]) -> Summary:
+        """Extract block ``index``; ``entries``: its tracks by catalog row (a worker never holds the catalog)."""
+        job = ExtractionJob(entries, self.store, self.engine, self.settings, Progress(enabled=False))
         summary = job.run([index], finalize=False, decoders=self.decoders)
         if summary.elsewhere:  # another process holds it (on a local store: a worker of a killed driver)
             time.sleep(HELD_RETRY_S)
             return summary
-        return self._recorded(index) if summary.skipped else summary
+        return self._recorded(index, entries) if summary.skipped else summary
 
-    def _recorded(self, index: int) -> Summary:
+    def _recorded(self, index: int, entries: dict[int, Entry]) -> Summary:
         """A block found done: an earlier try of this task wrote it, then its worker died before answering.
         Its outcome is read back from the store (its audio duration is not recorded there)."""
         status, errors = self.store.block_record(index)
         tracks = self.store.block_range(index)
-        failures = [(self.entries[track].id, error) for track, error in zip(tracks, errors) if error]
+        failures = [(entries[track].id, error) for track, error in zip(tracks, errors) if error]
         return Summary(done=int((status == DONE).sum()), failed=len(failures), failures=failures)
 
 
@@ -101,8 +102,7 @@ def extract_on_ray(request: ExtractRequest, ray_settings: RaySettings) -> Summar
         count = ray_settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
         actor = ray.remote(BlockWorker).options(num_cpus=cpus, max_restarts=WORKER_RESTARTS,
                                                 max_task_retries=WORKER_RESTARTS)
-        entries = ray.put(plan.entries)
-        workers = [actor.remote(dataclasses.replace(request, server=servers[k % len(servers)]), entries,
+        workers = [actor.remote(dataclasses.replace(request, server=servers[k % len(servers)]), len(plan.entries),
                                 plan.settings, plan.store.attrs) for k in range(count)]
         started = time.perf_counter()
         try:
@@ -131,7 +131,8 @@ def _run_blocks(plan: Plan, workers: list[Any], progress: Progress) -> Summary:
 
     def give(worker: Any) -> None:
         index = pending.popleft()
-        running[worker.run_block.remote(index)] = (worker, index)
+        entries = {track: plan.entries[track] for track in store.block_range(index)}
+        running[worker.run_block.remote(index, entries)] = (worker, index)
 
     for _ in range(QUEUED_PER_WORKER):
         for worker in workers:

@@ -78,14 +78,28 @@ class Store:
     """Writer side of one extraction store; see the module docstring for the protocol."""
 
     def __init__(self, path: StoreLocation, attrs: StoreAttrs, track_ids: list[str], block_tracks: int):
+        """Open the store, checking that it was made from this catalog with these settings, or create it."""
+        self._setup(path, attrs, len(track_ids), block_tracks)
+        self.track_ids = track_ids
+        with self.store_lock():
+            self.group = self._open_or_create()
+
+    @classmethod
+    def attach(cls, path: StoreLocation, attrs: StoreAttrs, num_tracks: int, block_tracks: int) -> Store:
+        """Open a store that exists and was checked against its catalog by whoever created it (a Ray worker's,
+        checked by the driver), without reading the track ids."""
+        store = cls.__new__(cls)
+        store._setup(path, attrs, num_tracks, block_tracks)
+        store.group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        return store
+
+    def _setup(self, path: StoreLocation, attrs: StoreAttrs, num_tracks: int, block_tracks: int) -> None:
         self.path = path
         self.locks = None if is_url(path) else Path(path) / LOCKS  # object storage: no flock (see above)
         self.attrs = attrs
-        self.track_ids = track_ids
+        self.num_tracks = num_tracks
         self.block_tracks = block_tracks
-        self.num_blocks = max(1, -(-len(track_ids) // block_tracks))
-        with self.store_lock():
-            self.group = self._open_or_create()
+        self.num_blocks = max(1, -(-num_tracks // block_tracks))
 
     def store_lock(self) -> contextlib.AbstractContextManager[bool]:
         return locked(self.locks / "store") if self.locks else contextlib.nullcontext(True)
@@ -94,7 +108,7 @@ class Store:
         return locked(self.locks / f"{index:06d}", blocking=False) if self.locks else contextlib.nullcontext(True)
 
     def block_range(self, index: int) -> range:
-        return range(index * self.block_tracks, min((index + 1) * self.block_tracks, len(self.track_ids)))
+        return range(index * self.block_tracks, min((index + 1) * self.block_tracks, self.num_tracks))
 
     def _open_or_create(self) -> zarr.Group:
         """Open the store, or create it: the block markers and buckets first, the attributes last (see
@@ -238,7 +252,7 @@ class Store:
         buckets = [self._bucket(k) for k in range(self.num_blocks)]
         counts = [bucket[POOLED.name].shape[0] for bucket in buckets]
         frame_counts = [bucket[FRAMES.name].shape[0] for bucket in buckets] if frames else [0] * len(buckets)
-        flat = FlatArrays(self.group, sum(counts), self.attrs, len(self.track_ids), sum(frame_counts))
+        flat = FlatArrays(self.group, sum(counts), self.attrs, self.num_tracks, sum(frame_counts))
         window_offset = frame_offset = 0
         for index, bucket in enumerate(buckets):
             flat.write_tracks(self.block_range(index), window_offset, bucket[POOLED.name][...],

@@ -96,9 +96,10 @@ def extract(request: ExtractRequest) -> Summary:
     if len(request.servers) > 1:
         raise ValueError(f"--server names {len(request.servers)} endpoints; one process uses one (several "
                          f"are spread over the workers of --ray)")
+    entries = catalog_entries(request)
     with contextlib.closing(Progress(enabled=request.progress)) as progress, \
             contextlib.closing(open_engine(request, progress.waiting)) as engine:
-        plan = plan_extraction(request, engine.info)
+        plan = plan_extraction(request, entries, engine.info)
         index, count = request.shard
         progress.plan(sum(len(plan.store.block_range(k)) for k in range(index, plan.store.num_blocks, count)))
         # on object storage (no locks) two finalisers could race: there the run without --shard finalises
@@ -119,10 +120,15 @@ class Plan:
     retried: int
 
 
-def plan_extraction(request: ExtractRequest, info: ServedModel) -> Plan:
+def catalog_entries(request: ExtractRequest) -> list[Entry]:
+    """The catalog's tracks, read before any engine starts (a wrong catalog is the cheaper mistake to report)."""
     entries = load_catalog(request.catalog, request.root, request.follow_symlinks)
     if not entries:
         raise ValueError(f"catalog {request.catalog} lists no audio files")
+    return entries
+
+
+def plan_extraction(request: ExtractRequest, entries: list[Entry], info: ServedModel) -> Plan:
     check_model(request, info)
     frame_layers = checked_layers(request.frame_layers, info) if request.frames else ()
     settings = JobSettings(request.windowing.for_model(info.min_samples, info.sample_rate),

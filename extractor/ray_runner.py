@@ -26,7 +26,7 @@ from typing import Any
 
 from marblekit.core.store_layout import DONE, StoreAttrs
 
-from .api import ExtractRequest, Plan, open_engine, plan_extraction
+from .api import ExtractRequest, Plan, catalog_entries, open_engine, plan_extraction
 from .catalog import Entry
 from .job import ExtractionJob, JobSettings, Summary, open_decoders
 from .progress import Progress
@@ -90,6 +90,7 @@ def extract_on_ray(request: ExtractRequest, ray_settings: RaySettings) -> Summar
     import ray
 
     request.check()
+    entries = catalog_entries(request)
     if not ray.is_initialized():
         ray.init(address=ray_settings.address, log_to_driver=False, include_dashboard=False,
                  configure_logging=False)
@@ -97,7 +98,7 @@ def extract_on_ray(request: ExtractRequest, ray_settings: RaySettings) -> Summar
     with contextlib.closing(Progress(enabled=request.progress)) as progress:
         with contextlib.closing(open_engine(dataclasses.replace(request, server=servers[0]), progress.waiting)) \
                 as engine:
-            plan = plan_extraction(request, engine.info)
+            plan = plan_extraction(request, entries, engine.info)
         cpus = plan.settings.workers
         count = ray_settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
         actor = ray.remote(BlockWorker).options(num_cpus=cpus, max_restarts=WORKER_RESTARTS,

@@ -20,7 +20,7 @@ from marblekit.core.store_location import StoreLocation, is_url
 from marblekit.core.windows import Windowing
 
 from .catalog import Entry, load_catalog
-from .engine import Engine
+from .engine import DEVICE_PROVIDERS, Engine
 from .job import ExtractionJob, JobSettings, Summary
 from .progress import Progress
 from .store import Store
@@ -35,6 +35,7 @@ class ExtractRequest:
     the start and mid-run. ``hop_s`` None: the window length. ``frame_layers`` None with ``frames``: every
     hidden state. ``shard``: (I, N) processes blocks k with k % N == I. ``scratch``: where decoded tracks
     wait to be windowed (4 bytes per sample at the model's rate, a few tracks at a time; None: the temp folder).
+    ``device``: where the local engine runs (``engine.DEVICE_PROVIDERS``; on Ray each worker asks for a GPU).
     """
 
     catalog: Path
@@ -59,6 +60,7 @@ class ExtractRequest:
     retry_failed: bool = False
     scratch: Path | None = None
     progress: bool = True
+    device: str = "cpu"
 
     def check(self) -> None:
         """Refuse values no model could accept, naming the flag."""
@@ -75,6 +77,10 @@ class ExtractRequest:
             raise ValueError(f"--retry-timeout must be 0 (no retries) or more, got {self.retry_timeout_s:g}")
         if self.crop_s is not None and self.crop_s <= 0:
             raise ValueError(f"--crop must be positive, got {self.crop_s:g}")
+        if self.device not in DEVICE_PROVIDERS:
+            raise ValueError(f"--device must be one of {', '.join(DEVICE_PROVIDERS)}, got {self.device!r}")
+        if self.server and self.device != "cpu":
+            raise ValueError(f"--device {self.device} is for --engine local: a Triton server runs on its own devices")
 
     @property
     def servers(self) -> list[str]:
@@ -149,7 +155,7 @@ def open_engine(request: ExtractRequest, notify: Callable[[str], None]) -> Engin
                             deadline_s=request.deadline_s, retry_timeout_s=request.retry_timeout_s, notify=notify)
     from .engine import LocalEngine
 
-    return LocalEngine(request.repo, request.model)
+    return LocalEngine(request.repo, request.model, device=request.device)
 
 
 def check_model(request: ExtractRequest, info: ServedModel) -> None:

@@ -30,20 +30,33 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+#: ``--device`` names, and the onnxruntime execution providers each asks for (the CPU one as the fallback for
+#: operators a GPU provider lacks)
+DEVICE_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def local_model_info(repo: Path, name: str) -> ServedModel:
+    """The model's facts from ``<repo>/<name>/config.pbtxt``, without loading its graph."""
+    return served_model(read_model_config(Path(repo) / name))
+
+
 class LocalEngine:
-    """onnxruntime in this process, all cores for one call at a time (no server needed)."""
+    """onnxruntime in this process, all cores (or its GPU: ``device="cuda"``) for one call at a time."""
 
     max_in_flight = 1
 
-    def __init__(self, repo: Path, name: str, threads: int = 0):
+    def __init__(self, repo: Path, name: str, threads: int = 0, device: str = "cpu"):
         import onnxruntime as ort
 
-        model_dir = Path(repo) / name
-        self.info = served_model(read_model_config(model_dir))
+        providers = DEVICE_PROVIDERS[device]
+        if providers[0] not in ort.get_available_providers():
+            raise ValueError(f"--device {device}: this onnxruntime {ort.__version__} has no {providers[0]} (it has "
+                             f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu for CUDA")
+        self.info = local_model_info(repo, name)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(Path(repo) / name / "1" / "model.onnx"), options,
+                                            providers=providers)
 
     def infer(self, waveforms: np.ndarray, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
         return dict(zip(outputs, self.session.run(list(outputs), {INPUT: waveforms})))

@@ -312,7 +312,7 @@ class ExtractionJob:
         self.summary.failures += failed
         self.summary.done += len(work.tracks) - len(failed)
         self.summary.audio_s += work.audio_s
-        self.progress.advance(len(work.tracks), work.audio_s)
+        self.progress.advance(len(work.tracks), work.audio_s, len(failed))
 
 
 @contextlib.contextmanager

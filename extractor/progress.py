@@ -1,4 +1,4 @@
-"""Progress for long extractions: tracks, audio-hours per second of wall time, ETA (tqdm), and what the job
+"""Progress for long extractions: tracks, audio-hours per second of wall time, ETA (tqdm), failures, and what the job
 waits for when a server does not answer."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class Progress:
         self.bar = tqdm(total=total, unit="track", disable=not enabled, dynamic_ncols=True, smoothing=0.1)
         self.started = time.perf_counter()
         self.audio_s = 0.0
+        self.failed = 0
 
     def plan(self, total: int) -> None:
         """The tracks this run will process, once the store says which are left."""
@@ -30,10 +31,13 @@ class Progress:
         self.bar.total -= tracks
         self.bar.refresh()
 
-    def advance(self, tracks: int, audio_s: float) -> None:
+    def advance(self, tracks: int, audio_s: float, failed: int = 0) -> None:
+        """``tracks`` more processed, ``failed`` of them failed, holding ``audio_s`` seconds of audio."""
         self.audio_s += audio_s
+        self.failed += failed
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix_str(f"{self.audio_s / 3600 / elapsed:.3f} audio-h/s", refresh=False)
+        failures = f", {self.failed} failed" if self.failed else ""
+        self.bar.set_postfix_str(f"{self.audio_s / 3600 / elapsed:.3f} audio-h/s{failures}", refresh=False)
         self.bar.update(tracks)
 
     def waiting(self, message: str) -> None:

@@ -1,7 +1,8 @@
 """The extraction on a Ray cluster: the driver owns the block schedule, Ray actors run the blocks.
 
 Each worker is a Ray actor that holds its own inference engine (a client of one of the Triton endpoints, taken
-round-robin, or onnxruntime in its process when no server is given) and runs the extractor's own block pipeline
+round-robin, or onnxruntime in its process when no server is given, on the GPU Ray gives it with
+``--device cuda``) and runs the extractor's own block pipeline
 (``job.ExtractionJob``, decoding in the actor's decoder processes) on one block at a time, writing it whole as a
 single process does. So a block's bytes do not depend on where it ran, and no claims are needed: the driver
 gives every pending block to exactly one worker, and a worker that dies (its process killed, its node lost)
@@ -24,10 +25,12 @@ import logging
 import time
 from typing import Any
 
+from marblekit.core.served_model import ServedModel
 from marblekit.core.store_layout import DONE, StoreAttrs
 
 from .api import ExtractRequest, Plan, catalog_entries, open_engine, plan_extraction
 from .catalog import Entry
+from .engine import local_model_info
 from .job import ExtractionJob, JobSettings, Summary, open_decoders
 from .progress import Progress
 from .store import Store
@@ -96,13 +99,11 @@ def extract_on_ray(request: ExtractRequest, ray_settings: RaySettings) -> Summar
                  configure_logging=False)
     servers = request.servers or [None]
     with contextlib.closing(Progress(enabled=request.progress)) as progress:
-        with contextlib.closing(open_engine(dataclasses.replace(request, server=servers[0]), progress.waiting)) \
-                as engine:
-            plan = plan_extraction(request, entries, engine.info)
-        cpus = plan.settings.workers
-        count = ray_settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
-        actor = ray.remote(BlockWorker).options(num_cpus=cpus, max_restarts=WORKER_RESTARTS,
-                                                max_task_retries=WORKER_RESTARTS)
+        gpus = 1 if request.device != "cpu" else 0
+        count = _worker_count(ray_settings.workers, request.decoders, gpus)
+        plan = plan_extraction(request, entries, _model_info(request, servers[0], progress))
+        actor = ray.remote(BlockWorker).options(num_cpus=plan.settings.workers, num_gpus=gpus,
+                                                max_restarts=WORKER_RESTARTS, max_task_retries=WORKER_RESTARTS)
         workers = [actor.remote(dataclasses.replace(request, server=servers[k % len(servers)]), len(plan.entries),
                                 plan.settings, plan.store.attrs) for k in range(count)]
         started = time.perf_counter()
@@ -117,6 +118,33 @@ def extract_on_ray(request: ExtractRequest, ray_settings: RaySettings) -> Summar
     summary.failed_in_store = plan.store.failed_tracks()
     summary.retried = plan.retried
     return summary
+
+
+def _model_info(request: ExtractRequest, server: str | None, progress: Progress) -> ServedModel:
+    """What the driver plans with: the first server's model, or the local repository's config (the driver
+    loads no graph: on a cluster its node may have no GPU, nor the memory a worker has)."""
+    if server is None:
+        return local_model_info(request.repo, request.model)
+    with contextlib.closing(open_engine(dataclasses.replace(request, server=server), progress.waiting)) as engine:
+        return engine.info
+
+
+def _worker_count(requested: int | None, cpus_per_worker: int, gpus_per_worker: int) -> int:
+    """``requested`` (--ray-workers), or one worker per ``cpus_per_worker`` CPUs of the cluster, or per GPU when
+    the workers need one (a cluster without any would leave them waiting for ever: refused)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    if gpus_per_worker and resources.get("GPU", 0) < gpus_per_worker:
+        raise ValueError("--device cuda with --ray: the Ray cluster has no GPU; start its nodes with GPUs, "
+                         "or give --server")
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--ray-workers must be at least 1, got {requested}")
+        return requested
+    if gpus_per_worker:
+        return int(resources["GPU"]) // gpus_per_worker
+    return max(1, int(resources.get("CPU", 1)) // cpus_per_worker)
 
 
 def _run_blocks(plan: Plan, workers: list[Any], progress: Progress) -> Summary:
@@ -147,13 +175,16 @@ def _run_blocks(plan: Plan, workers: list[Any], progress: Progress) -> Summary:
         except ray.exceptions.RayTaskError as err:  # the block's own error (e.g. the server gone): stop, as here
             raise err.as_instanceof_cause() from None
         except ray.exceptions.RayActorError as err:
+            if err.actor_init_failed:  # not retried by Ray: the same error on every node
+                reason = err.error_msg.strip().splitlines()[-1]
+                raise RuntimeError(f"a Ray worker could not start: {reason}") from None
             raise RuntimeError(f"block {index}: its Ray worker died {WORKER_RESTARTS + 1} times; the blocks done "
                                f"so far are kept, run the same command again ({err})") from None
         if block.elsewhere:
             pending.append(index)  # given out again until it is done, by whoever holds it or by us
         else:
             _add(summary, block)
-            progress.advance(block.done + block.failed, block.audio_s)
+            progress.advance(block.done + block.failed, block.audio_s, block.failed)
         if pending:
             give(worker)
     return summary

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import soundfile as sf
 import soxr
-from extract_helpers import MERT, extract_args, local_request, marble_windows, write_tone
+from extract_helpers import HANDCRAFTED, MERT, extract_args, local_request, marble_windows, write_tone
 
 from marblekit.app.cli import main
 from marblekit.core.served_model import FRAMES, INPUT, POOLED
@@ -96,3 +97,20 @@ def test_settings_the_model_cannot_serve_are_refused(tmp_path: Path, model_repo:
                            (("--frames", "--layers", "0,3"), "hidden states with frames: 0, 1, 2")):
         assert main(extract_args(tmp_path / "cat", tmp_path / "s.zarr", model_repo, MERT, *flags)) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_device_this_onnxruntime_lacks_is_refused_before_any_work(tmp_path: Path, model_repo: Path,
+                                                                     capsys) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: --device cuda is valid here")
+    write_tone(tmp_path / "cat" / "x.wav", 3.0)
+    store = tmp_path / "s.zarr"
+    for flags, message in ((("--device", "cuda"), "has no CUDAExecutionProvider (it has "),
+                           (("--device", "tpu"), "--device must be one of cpu, cuda, got 'tpu'")):
+        assert main(extract_args(tmp_path / "cat", store, model_repo, HANDCRAFTED, "--window", "2", *flags)) == 2
+        assert message in capsys.readouterr().err
+    served = ["extract", str(tmp_path / "cat"), "--model", HANDCRAFTED, "--store", str(store),
+              "--server", "127.0.0.1:1", "--device", "cuda"]
+    assert main(served) == 2
+    assert "--device cuda is for --engine local" in capsys.readouterr().err
+    assert not store.exists()

@@ -129,3 +129,13 @@ def test_the_driver_killed_mid_run_resumes_from_the_done_blocks(local_ray, catal
     assert summary.finalized
     assert_same_store(open_pooled(store), one_process)
     assert_same_frames(open_pooled(store), one_process)
+
+
+def test_cuda_workers_on_a_cluster_without_gpus_are_refused_before_the_store(local_ray, catalog: Path,
+                                                                             model_repo: Path,
+                                                                             tmp_path: Path) -> None:
+    store = tmp_path / "store.zarr"
+    for workers in (None, 2):
+        with pytest.raises(ValueError, match="the Ray cluster has no GPU"):
+            extract_on_ray(request(catalog, store, model_repo, device="cuda"), RaySettings(workers=workers))
+    assert not store.exists()

@@ -1,4 +1,4 @@
-"""Windowing and catalogs against independent references."""
+"""Windowing and catalogs against independent references; the progress line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from extract_helpers import marble_windows
 
 from marblekit.core.windows import Windowing
 from marblekit.extractor.catalog import load_catalog
+from marblekit.extractor.progress import Progress
 
 
 @pytest.mark.parametrize("seconds", [0.5, 0.999, 1.0, 4.2, 5.0, 5.5, 5.9999, 6.0, 17.3, 30.0, 31.0])
@@ -73,3 +74,14 @@ def test_manifest_without_the_columns_is_refused(tmp_path) -> None:
     (tmp_path / "m.csv").write_text("name,file\na,b\n")
     with pytest.raises(ValueError, match="id and path"):
         load_catalog(tmp_path / "m.csv")
+
+
+def test_progress_shows_tracks_speed_and_failures(capsys) -> None:
+    progress = Progress()
+    progress.plan(4)
+    progress.advance(2, 3600.0, failed=1)
+    progress.advance(1, 0.0)
+    progress.bar.refresh()
+    progress.close()
+    line = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "3/4" in line and "audio-h/s, 1 failed" in line, line

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     transport.add_argument("--engine", choices=("local",), help="local: onnxruntime in this process, no server")
     parser.add_argument("--repo", type=Path, default=Path("model_repository"),
                         help="model repository for --engine local (default model_repository/)")
+    parser.add_argument("--device", default="cpu",
+                        help="where --engine local runs the model: cpu, or cuda (needs onnxruntime-gpu; with --ray "
+                             "each worker asks Ray for one GPU); default cpu")
     parser.add_argument("--window", type=float, default=30.0, help="window length in seconds (default 30)")
     parser.add_argument("--hop", type=float, help="seconds between window starts (default: the window length)")
     parser.add_argument("--crop", type=float, help="keep only the first CROP seconds of every track")
@@ -52,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="run the blocks on Ray: the cluster at ADDRESS (auto, host:6379, ray://host:10001), or "
                           "without ADDRESS a local Ray on this machine; the driver owns the schedule (no --shard)")
     ray.add_argument("--ray-workers", type=int,
-                     help="Ray workers, each with its own engine (default: the cluster's CPUs / --workers)")
+                     help="Ray workers, each with its own engine (default: the cluster's CPUs / --workers, or with "
+                          "--device cuda its GPUs)")
     parser.add_argument("--batch", type=int, default=8, help="full windows per request (default 8)")
     parser.add_argument("--in-flight", type=int, default=4, help="Triton requests in flight (default 4)")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds per Triton request (default 120)")
@@ -100,7 +104,7 @@ def request_of(args: argparse.Namespace) -> "ExtractRequest":
         frame_layers=parse_layers(args.layers), shard=parse_shard(args.shard), workers=args.workers,
         batch=args.batch, in_flight=args.in_flight, deadline_s=args.deadline, retry_timeout_s=args.retry_timeout,
         block_tracks=args.block_tracks, root=args.root, follow_symlinks=not args.no_follow_symlinks,
-        retry_failed=args.retry_failed, scratch=args.scratch, progress=not args.no_progress)
+        retry_failed=args.retry_failed, scratch=args.scratch, progress=not args.no_progress, device=args.device)
 
 
 def run(args: argparse.Namespace) -> int:

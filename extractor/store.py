@@ -20,6 +20,8 @@ finalisers could race there, so only the Ray driver or a run without ``--shard``
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures as cf
 import contextlib
 import dataclasses
 import fcntl
@@ -39,6 +41,8 @@ from marblekit.core.store_location import StoreLocation, is_url
 
 LOCKS = ".marblekit-locks"
 BUCKETS = "blocks"
+#: threads that read the buckets ahead of the finaliser (object storage answers each request in tens of ms)
+FINALIZE_READERS = 16
 #: frames per window in a block's bucket (the flat store keeps offsets instead)
 FRAME_COUNTS = ArraySpec("frame_counts", "int64", ("window",))
 
@@ -249,21 +253,37 @@ class Store:
 
     def _finalize(self) -> None:
         frames = bool(self.attrs.frame_layers)
-        buckets = [self._bucket(k) for k in range(self.num_blocks)]
-        counts = [bucket[POOLED.name].shape[0] for bucket in buckets]
-        frame_counts = [bucket[FRAMES.name].shape[0] for bucket in buckets] if frames else [0] * len(buckets)
-        flat = FlatArrays(self.group, sum(counts), self.attrs, self.num_tracks, sum(frame_counts))
-        window_offset = frame_offset = 0
-        for index, bucket in enumerate(buckets):
-            flat.write_tracks(self.block_range(index), window_offset, bucket[POOLED.name][...],
-                              bucket[WINDOW_TRACK.name][...], bucket[WINDOW_START.name][...],
-                              bucket[WINDOW_LENGTH.name][...], bucket[TRACK_STATUS.name][...],
-                              bucket[TRACK_ERROR.name][...].tolist())
-            if frames:
-                flat.write_frames(window_offset, frame_offset, bucket[FRAMES.name][...],
-                                  bucket[FRAME_COUNTS.name][...])
-            window_offset += counts[index]
-            frame_offset += frame_counts[index]
+        names = [spec.name for spec in (POOLED, WINDOW_TRACK, WINDOW_START, WINDOW_LENGTH, TRACK_STATUS, TRACK_ERROR)]
+        names += [FRAMES.name, FRAME_COUNTS.name] if frames else []
+        with cf.ThreadPoolExecutor(FINALIZE_READERS, thread_name_prefix="finalize") as pool:
+            buckets = list(pool.map(self._bucket, range(self.num_blocks)))
+            counts = [bucket[POOLED.name].shape[0] for bucket in buckets]
+            frame_counts = [bucket[FRAMES.name].shape[0] for bucket in buckets] if frames else [0] * len(buckets)
+            flat = FlatArrays(self.group, sum(counts), self.attrs, self.num_tracks, sum(frame_counts))
+            window_offset = frame_offset = 0
+            for index, bucket in enumerate(_read_ahead(pool, buckets, names)):
+                flat.write_tracks(self.block_range(index), window_offset, bucket[POOLED.name],
+                                  bucket[WINDOW_TRACK.name], bucket[WINDOW_START.name], bucket[WINDOW_LENGTH.name],
+                                  bucket[TRACK_STATUS.name], bucket[TRACK_ERROR.name].tolist())
+                if frames:
+                    flat.write_frames(window_offset, frame_offset, bucket[FRAMES.name], bucket[FRAME_COUNTS.name])
+                window_offset += counts[index]
+                frame_offset += frame_counts[index]
         flat.finish()
         mark_finalized(self.group, self.path)
         self._clean_up()
+
+
+def _read_ahead(pool: cf.Executor, buckets: list[zarr.Group], names: list[str]) -> Iterator[dict[str, np.ndarray]]:
+    """The arrays ``names`` of every bucket, in order, read by ``pool`` at most ``2 x FINALIZE_READERS`` buckets
+    ahead (so memory stays bounded while object storage's per-request latency overlaps)."""
+    def read(bucket: zarr.Group) -> dict[str, np.ndarray]:
+        return {name: bucket[name][...] for name in names}
+
+    ahead: collections.deque[cf.Future] = collections.deque()
+    for bucket in buckets:
+        ahead.append(pool.submit(read, bucket))
+        if len(ahead) > 2 * FINALIZE_READERS:
+            yield ahead.popleft().result()
+    while ahead:
+        yield ahead.popleft().result()

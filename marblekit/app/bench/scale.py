@@ -50,9 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="handcrafted,mert-v0:2",
                         help="backbones, comma-separated, NAME or NAME:LAYERS for a shallower copy of the shape "
                              "(seeded random weights; default handcrafted,mert-v0:2)")
-    parser.add_argument("--tracks", type=int, default=24, help="synthetic tracks (default 24)")
+    parser.add_argument("--tracks", type=int, default=96, help="synthetic tracks (default 96)")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per track (default 20)")
-    parser.add_argument("--block-tracks", type=int, default=2, help="tracks per block (default 2)")
+    parser.add_argument("--block-tracks", type=int, default=8,
+                        help="tracks per block (default 8: a dozen blocks; extract's default is 64)")
     parser.add_argument("--window", type=float, default=5.0, help="window length in seconds (default 5)")
     parser.add_argument("--workdir", type=Path, default=Path("work/bench-scale"),
                         help="where the models, the audio and the stores go")

@@ -257,8 +257,11 @@ class Store:
         names += [FRAMES.name, FRAME_COUNTS.name] if frames else []
         with cf.ThreadPoolExecutor(FINALIZE_READERS, thread_name_prefix="finalize") as pool:
             buckets = list(pool.map(self._bucket, range(self.num_blocks)))
-            counts = [bucket[POOLED.name].shape[0] for bucket in buckets]
-            frame_counts = [bucket[FRAMES.name].shape[0] for bucket in buckets] if frames else [0] * len(buckets)
+
+            def rows(bucket: zarr.Group) -> tuple[int, int]:  # windows and frames, from the arrays' metadata
+                return bucket[POOLED.name].shape[0], bucket[FRAMES.name].shape[0] if frames else 0
+
+            counts, frame_counts = zip(*pool.map(rows, buckets))
             flat = FlatArrays(self.group, sum(counts), self.attrs, self.num_tracks, sum(frame_counts))
             window_offset = frame_offset = 0
             for index, bucket in enumerate(_read_ahead(pool, buckets, names)):

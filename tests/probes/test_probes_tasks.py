@@ -165,24 +165,104 @@ def test_nsynth(tmp_path):
     assert {family.outputs[i.label] for i in family.items} == {"guitar"}
 
 
-def test_vocalset_singer_holdout_and_groups(tmp_path):
-    singers = ["f1", "f2", "m3", "m4"]
-    for technique in ("belt", "vibrato", "forte"):
+VOCALSET_FOLDERS = ("belt", "breathy", "inhaled", "lip_trill", "spoken", "straight", "trill", "trillo", "vibrato",
+                    "vocal_fry", "fast_forte", "fast_piano", "forte", "messa", "pp", "slow_forte", "slow_piano")
+
+
+def vocalset_layout(root: Path) -> dict[str, int]:
+    """A VocalSet-shaped tree: FULL/<singer>/<context>/<technique>/ recordings of 20 singers, and their 3 s chunks
+    under audio/ (0 to 3 per recording: some give none), with a misnamed file the reference renames and a
+    duplicate it deletes. Returns the number of chunks per recording as the reference would name it."""
+    rng = np.random.default_rng(7)
+    singers = [f"f{i}" for i in range(1, 10)] + [f"m{i}" for i in range(1, 12)]
+    counts = {}
+    for folder in VOCALSET_FOLDERS:
         for singer in singers:
-            for take in range(3):
-                for chunk in range(2):
-                    write(tmp_path / "audio" / technique / f"{singer}_arpeggios_{technique}_{take}_{chunk:02d}.wav")
-    technique = get_task("vocalset-technique").load(tmp_path)
-    assert {i.split for i in technique.items if i.id.split("/")[2].split("_")[0] in {"f2", "m3"}} == {"test"}
-    assert all("/forte/" not in i.id for i in technique.items)
-    # the two chunks of one recording always share a split (grouped split)
-    by_source = {}
-    for item in technique.items:
-        by_source.setdefault(item.id.rsplit("_", 1)[0], set()).add(item.split)
-    assert all(len(s) == 1 for s in by_source.values())
+            for take in range(2):
+                name = f"{singer}_scales_{folder}_{'ae'[take]}.wav"
+                write(root / "FULL" / singer / "scales" / folder / name)
+                counts[f"{folder}/{name}"] = int(rng.integers(0, 4))
+    write(root / "FULL" / "f2" / "arpeggios" / "lip_trill" / "lip_trill_arps.wav")
+    counts["lip_trill/f2_lip_trill_arps.wav"] = 2
+    write(root / "FULL" / "f2" / "scales" / "vibrato" / "f2_scales_vibrato_a(1).wav")
+    write(root / "FULL" / "f1" / "scales" / "belt" / ".DS_Store")
+    for path, n in counts.items():
+        folder, name = path.split("/")
+        for j in range(n):
+            write(root / "audio" / folder / f"{name.split('.')[0]}_{j:02d}.wav")
+    return counts
+
+
+def reference_vocalset_lists(counts: dict[str, int]) -> dict[str, dict[str, list[str]]]:
+    """The reference preprocessing's split logic (benchmark/tasks/VocalSet/preprocess.py) on known chunk counts:
+    numpy's global generator seeded once, chunk rows numbered by the sorted folder listing, sklearn's
+    GroupShuffleSplit without a random_state, in the reference's order (its pandas frame as numpy columns)."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    np.random.seed(42617)
+    rows = []
+    for folder in sorted(VOCALSET_FOLDERS):
+        files = sorted(p.split("/")[1] for p in counts if p.startswith(f"{folder}/"))
+        for i, file in enumerate(files):
+            for j in range(counts[f"{folder}/{file}"]):
+                rows.append((f"{folder}/{file.split('.')[0]}_{str(j).zfill(2)}.wav", folder, file.split("_")[0], i))
+    name, tech_class, singer_class, file_id = (np.array(column) for column in zip(*rows))
+    train_type = ["f1", "f3", "f4", "f5", "f6", "f7", "f9", "m1", "m2", "m4", "m6", "m7", "m8", "m9", "m11"]
+    tech = np.isin(tech_class, VOCALSET_FOLDERS[:10])
+    train_val = np.flatnonzero(tech & np.isin(singer_class, train_type))
+    test = np.flatnonzero(tech & np.isin(singer_class, ["f2", "f8", "m3", "m5", "m10"]))
+    train_id, valid_id = next(GroupShuffleSplit(n_splits=1, test_size=0.4).split(train_val,
+                                                                                 groups=file_id[train_val]))
+    out = {"t": {"train": list(name[train_val[train_id]]), "valid": list(name[train_val[valid_id]]),
+                 "test": list(name[test])}}
+    train_val, test = next(GroupShuffleSplit(n_splits=1, test_size=0.2).split(name, groups=file_id))
+    train_id, valid_id = next(GroupShuffleSplit(n_splits=1, test_size=0.4).split(train_val,
+                                                                                 groups=file_id[train_val]))
+    out["s"] = {"train": list(name[train_val[train_id]]), "valid": list(name[train_val[valid_id]]),
+                "test": list(name[test])}
+    return out
+
+
+def memberships(dataset) -> dict[str, set[str]]:
+    return {split: {i.id.removeprefix("audio/") for i in dataset.items if i.split == split} for split in SPLITS}
+
+
+def test_vocalset_replays_the_reference_draw_exactly(tmp_path):
+    expected = reference_vocalset_lists(vocalset_layout(tmp_path))
+    for task, suffix in (("vocalset-technique", "t"), ("vocalset-singer", "s")):
+        got = memberships(get_task(task).load(tmp_path))
+        assert got == {split: set(names) for split, names in expected[suffix].items()}, task
     singer = get_task("vocalset-singer").load(tmp_path)
-    assert len(singer.items) == 72
-    assert {singer.outputs[i.label] for i in singer.items} == set(singers)
+    assert {singer.outputs[i.label] for i in singer.items} == {f"f{i}" for i in range(1, 10)} | {
+        f"m{i}" for i in range(1, 12)}
+    technique = get_task("vocalset-technique").load(tmp_path)
+    assert all(technique.outputs[i.label] == i.id.split("/")[1] for i in technique.items)
+
+
+def test_vocalset_without_full_numbers_from_chunks_and_warns(tmp_path, caplog):
+    counts = vocalset_layout(tmp_path)
+    expected = reference_vocalset_lists(counts)["s"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "FULL")
+    got = memberships(get_task("vocalset-singer").load(tmp_path))
+    assert "every recording gave a chunk" in caplog.text
+    # recordings that gave no chunk shift the numbering, so membership differs from the reference's
+    assert got != {split: set(names) for split, names in expected.items()}
+
+
+def test_vocalset_reads_the_reference_lists_when_present(tmp_path):
+    vocalset_layout(tmp_path)
+    chosen = {"train": ["belt/f1_scales_belt_a_00.wav"], "valid": ["belt/m1_scales_belt_a_00.wav"],
+              "test": ["vibrato/f2_scales_vibrato_a_00.wav"]}
+    for split, names in chosen.items():
+        for name in names:
+            write(tmp_path / "audio" / name)
+        write(tmp_path / f"{split}_t.txt", "\n".join(names) + "\n")
+    assert memberships(get_task("vocalset-technique").load(tmp_path)) == {s: set(n) for s, n in chosen.items()}
+    (tmp_path / "valid_t.txt").write_text("belt/missing_00.wav\n")
+    with pytest.raises(FileNotFoundError, match="missing_00.wav"):
+        get_task("vocalset-technique").load(tmp_path)
 
 
 def test_musdb(tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marblekit.core.task_format import SPLITS
 from marblekit.probes.tasks.base import Dataset, FeatureNeeds, Item, Task, require_dir, require_file
 from marblekit.probes.types import Schedule
 
@@ -139,14 +140,14 @@ def reference_splits(rows: list[Chunk]) -> dict[str, dict[str, str]]:
 
 def listed_splits(root: Path, suffix: str) -> dict[str, str] | None:
     """{chunk id: split} from the reference's lists ``{split}_{suffix}.txt``, or None when they are not there."""
-    paths = {split: root / f"{split}_{suffix}.txt" for split in ("train", "valid", "test")}
+    paths = {split: root / f"{split}_{suffix}.txt" for split in SPLITS}
     if not any(p.exists() for p in paths.values()):
         return None
     out = {}
     for split, path in paths.items():
-        for line in require_file(path, f"the reference's {split} list next to the other split lists").read_text().split():
-            chunk = root / "audio" / line
-            require_file(chunk, f"the chunk {line} that {path.name} lists")
+        listed = require_file(path, f"the reference's {split} list next to the other split lists").read_text()
+        for line in listed.split():
+            require_file(root / "audio" / line, f"the chunk {line} that {path.name} lists")
             out[f"audio/{line}"] = split
     return out
 

@@ -4,7 +4,7 @@ The layout is ``marblekit.core.store_layout``; the probes use ``track_id`` (the 
 path relative to the dataset folder), ``track_status`` (only done tracks count), ``pooled`` [W, C] with
 ``window_track`` / ``window_start`` / ``window_length``, and with ``--frames`` ``frames`` [F, C_f] with
 ``frame_offsets`` (frame-level probes run on every stored frame layer, which must include the weighted sum's;
-a track's frames are its windows' frames in time order).
+a track's frames are put on its audio's frame grid, :func:`time_aligned_rows`).
 """
 
 from __future__ import annotations
@@ -82,8 +82,29 @@ def _windows_of_tracks(window_track: np.ndarray, n_tracks: int) -> list[np.ndarr
     return [order[bounds[t]:bounds[t + 1]] for t in range(n_tracks)]
 
 
+def time_aligned_rows(starts: np.ndarray, lengths: np.ndarray, first: np.ndarray, stop: np.ndarray,
+                      frame_rate: float) -> np.ndarray:
+    """A track's stored frame rows on the audio's own frame grid: row ``k`` is the stored frame nearest to time
+    ``(k + 0.5) / frame_rate``, for ``round(end * frame_rate)`` frames.
+
+    A backbone gives a window of ``n`` seconds slightly fewer than ``n * frame_rate`` frames (MERT: 2,249 for 30 s,
+    its convolutions do not pad), so concatenating windows would slip a frame per window. Here each window's
+    frames are spread evenly over its own span (``starts``, ``lengths``, stored rows ``first``..``stop``), the
+    window holding a time gives its frame, and the error stays under one frame however long the track is."""
+    if len(starts) == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(starts, kind="stable")
+    starts, lengths, first, stop = starts[order], lengths[order], first[order], stop[order]
+    end = float(np.max(starts + lengths))
+    centres = (np.arange(int(round(end * frame_rate))) + 0.5) / frame_rate
+    window = np.clip(np.searchsorted(starts, centres, side="right") - 1, 0, len(starts) - 1)
+    count = stop[window] - first[window]
+    position = np.floor((centres - starts[window]) / lengths[window] * count).astype(np.int64)
+    return first[window] + np.clip(position, 0, count - 1)
+
+
 def _frame_rows(reader: StoreReader, track_ids: list[str], windows: list[np.ndarray]) -> StoreFeatures:
-    """Each kept track's frame rows: its windows' frames, windows in time order."""
+    """Each kept track's frame rows on its audio's frame grid (:func:`time_aligned_rows`)."""
     attrs = reader.attrs
     if not reader.has(FRAMES):
         raise ValueError(f"store {reader.path}: holds no frame-level features; extract with --frames")
@@ -94,9 +115,7 @@ def _frame_rows(reader: StoreReader, track_ids: list[str], windows: list[np.ndar
                          f" are not all there; extract with --frames and no --layers")
     offsets = reader.read(FRAME_OFFSETS).astype(np.int64)
     starts = reader.read(WINDOW_START)
-    rows = []
-    for track_windows in windows:
-        ordered = track_windows[np.argsort(starts[track_windows], kind="stable")]
-        rows.append(np.concatenate([np.arange(offsets[w], offsets[w + 1]) for w in ordered])
-                    if len(ordered) else np.zeros(0, np.int64))
+    lengths = reader.read(WINDOW_LENGTH) if reader.has(WINDOW_LENGTH) else np.diff(offsets) / float(attrs.frame_rate)
+    rows = [time_aligned_rows(starts[w], lengths[w], offsets[w], offsets[w + 1], float(attrs.frame_rate))
+            for w in windows]
     return StoreFeatures(str(reader.path), "frames", attrs, track_ids, reader.array(FRAMES), rows)

@@ -116,7 +116,7 @@ def test_beat_frames(tmp_path, rng):
     pooled = features.reshape(n, frames, LAYERS, DIM).mean(axis=1)
     attrs = dataclasses.replace(ATTRS, frame_layers=tuple(range(LAYERS)))
     write_store(store, attrs, [f"audio/{i}.wav" for i in range(n)], pooled=pooled, window_track=np.arange(n),
-                frames=features, frame_counts=np.diff(offsets))
+                window_length=np.full(n, frames / fps), frames=features, frame_counts=np.diff(offsets))
     assert main(["probe", str(store), "--task", "synth-beat", "--data", str(task), "--out", str(tmp_path / "out"),
                  "--mode", "vectorised", "--max-epochs", "6", "--learning-rates", "1e-2"]) == 0
     assert winner(tmp_path / "out")["test"]["beat_f"] >= 0.7

@@ -56,15 +56,36 @@ def test_layers_of_different_widths_each_get_their_own_slab(tmp_path):
         matrix.slab((0, 1))
 
 
-def test_frames_of_a_track_come_in_time_order(tmp_path):
+def test_frames_of_a_track_come_in_time_order_on_its_frame_grid(tmp_path):
     frames = np.arange(7 * 3 * 2, dtype=np.float16).reshape(7, 3, 2)
     path = tmp_path / "f.zarr"
-    # track 0 owns windows 0 and 2, stored out of time order; track 1 owns window 1
+    # track 0 owns windows 0 and 2, stored out of time order; its first window (0.3 s at 10 fps) gave one frame
+    # short, so its last frame covers two grid slots; track 1 owns window 1
     attrs = dataclasses.replace(ATTRS, layer_dims=(2, 2, 2), frame_layers=(0, 1, 2))
-    write_store(path, attrs, ["a", "b"], pooled=np.zeros((3, 3, 2)),
-                window_track=[0, 1, 0], window_start=[30.0, 0.0, 0.0], frames=frames, frame_counts=[2, 3, 2])
+    write_store(path, attrs, ["a", "b"], pooled=np.zeros((3, 3, 2)), window_track=[0, 1, 0],
+                window_start=[0.3, 0.0, 0.0], window_length=[0.2, 0.3, 0.3], frames=frames, frame_counts=[2, 3, 2])
     features = read_store(path, "frames")
-    assert [list(r) for r in features.track_rows] == [[5, 6, 0, 1], [2, 3, 4]]
+    assert [list(r) for r in features.track_rows] == [[5, 6, 6, 0, 1], [2, 3, 4]]
+
+
+def test_frame_alignment_stays_within_a_frame_over_ten_minutes():
+    """MERT-like: 75 fps, 30 s windows of 2,249 frames (not 2,250), then a 12.3 s tail of 922; concatenated,
+    the frames would be 20 frames late by the end."""
+    fps, starts = 75.0, np.arange(21) * 30.0
+    lengths = np.array([30.0] * 20 + [12.3])
+    counts = np.array([2249] * 20 + [922])
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rows = store_features.time_aligned_rows(starts, lengths, first, first + counts, fps)
+    assert len(rows) == round(612.3 * fps)
+    window = np.searchsorted(first, rows, side="right") - 1
+    centre = starts[window] + (rows - first[window] + 0.5) * lengths[window] / counts[window]
+    grid = (np.arange(len(rows)) + 0.5) / fps
+    assert np.abs(centre - grid).max() * fps < 1.0
+    assert np.all(np.diff(rows) >= 0) and set(rows) == set(range(counts.sum()))
+    concatenated = (np.arange(counts.sum()) + 0.5) / fps
+    stored_centre = np.repeat(starts, counts) + (np.arange(counts.sum()) - np.repeat(first, counts) + 0.5) * np.repeat(
+        lengths / counts, counts)
+    assert np.abs(stored_centre - concatenated).max() * fps > 19
 
 
 def test_a_scratch_disk_too_small_is_refused_before_writing(store, tmp_path, monkeypatch):

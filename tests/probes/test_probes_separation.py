@@ -94,13 +94,14 @@ def store_frames(waves: dict[str, np.ndarray], rng: np.random.Generator) -> np.n
     return track
 
 
-def write_frame_store(path: Path, track_ids: list[str], frames: list[np.ndarray]) -> Path:
+def write_frame_store(path: Path, track_ids: list[str], frames: list[np.ndarray], seconds: list[float]) -> Path:
+    """One window per track, ``seconds`` long (the audio's length: its frames are one short of the grid's)."""
     attrs = StoreAttrs(model="toy", sample_rate=STORE_RATE, frame_rate=FPS, window_s=30.0, hop_s=30.0,
                        layers=tuple(range(LAYERS)), frame_layers=tuple(range(LAYERS)),
                        layer_dims=(DIM,) * LAYERS, weighted_layers=tuple(range(1, LAYERS)), random_init=False,
                        precision="fp16")
     write_store(path, attrs, track_ids, pooled=np.stack([f.mean(0) for f in frames]),
-                window_track=np.arange(len(frames)), frames=np.concatenate(frames),
+                window_track=np.arange(len(frames)), window_length=seconds, frames=np.concatenate(frames),
                 frame_counts=[len(f) for f in frames])
     return path
 
@@ -121,7 +122,7 @@ def make_separation_set(root: Path, n: int = 12) -> tuple[Path, Path]:
     task = root / "synth-separation"
     task.mkdir(parents=True)
     (task / "task.json").write_text(json.dumps({"kind": "separation", "stems": list(STEMS), "chance": {}}))
-    rows, frames = [], []
+    rows, frames, seconds = [], [], []
     for i in range(n):
         waves = render_stems(rng, STEMS)
         paths = {stem: f"audio/{i}-{stem}.wav" for stem in STEMS}
@@ -130,8 +131,9 @@ def make_separation_set(root: Path, n: int = 12) -> tuple[Path, Path]:
         write_wav(task / f"audio/{i}.wav", sum(waves.values()))
         rows.append({"id": f"sep-{i}", "path": f"audio/{i}.wav", "split": split_of(i), "label": paths})
         frames.append(store_frames(waves, rng))
+        seconds.append(len(waves[STEMS[0]]) / AUDIO_RATE)
     (task / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return task, write_frame_store(root / "sep.zarr", [r["id"] for r in rows], frames)
+    return task, write_frame_store(root / "sep.zarr", [r["id"] for r in rows], frames, seconds)
 
 
 def mixture_baseline(task: Path, split: str) -> dict[str, float]:
@@ -213,7 +215,7 @@ def test_musdb_layout_end_to_end(tmp_path):
     """`--task musdb18` on a MUSDB-shaped tree: {split}/<track>/{mixture,vocals,drums,bass,other}.wav."""
     rng = np.random.default_rng(11)
     stems = ("vocals", "drums", "bass", "other")
-    ids, frames = [], []
+    ids, frames, seconds = [], [], []
     for i in range(11):
         waves = render_stems(rng, stems)
         folder = tmp_path / "musdb" / split_of(i) / f"Artist - Song {i}"
@@ -222,7 +224,8 @@ def test_musdb_layout_end_to_end(tmp_path):
         write_wav(folder / "mixture.wav", sum(waves.values()))
         ids.append(f"{split_of(i)}/{folder.name}/mixture.wav")
         frames.append(store_frames(waves, rng))
-    store = write_frame_store(tmp_path / "musdb.zarr", ids, frames)
+        seconds.append(len(waves["vocals"]) / AUDIO_RATE)
+    store = write_frame_store(tmp_path / "musdb.zarr", ids, frames, seconds)
     out = tmp_path / "out"
     assert main(["probe", str(store), "--task", "musdb18", "--data", str(tmp_path / "musdb"), "--out", str(out),
                  "--max-epochs", "1", "--learning-rates", "1e-2", "--lstm-hidden", "8", "--chunk-seconds", "0.5",

@@ -12,6 +12,7 @@ import pytest
 
 from marblekit.core.store_layout import StoreAttrs
 from marblekit.core.task_format import SPLITS
+from marblekit.core.windows import Windowing
 from marblekit.probes.tasks import get_task, giantsteps, gtzan
 
 
@@ -29,6 +30,13 @@ def test_gtzan_genre_uses_shipped_filtered_split(tmp_path):
     assert "genres/jazz/jazz.00054.wav" not in {i.id for i in data.items}
     rock = next(i for i in data.items if i.id.startswith("genres/rock/"))
     assert data.outputs[rock.label] == "rock" and rock.label == 9
+
+
+@pytest.mark.parametrize("seconds", [29.98, 30.0, 30.013, 30.65])
+def test_gtzan_genre_runs_each_clip_whole_in_one_window(seconds):
+    needs = get_task("gtzan-genre").features
+    n = int(seconds * 24000)
+    assert Windowing(needs.window_s, needs.hop_s).bounds(n, 24000) == [(0, n)]
 
 
 def test_gtzan_beat_reads_jams(tmp_path):

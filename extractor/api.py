@@ -36,6 +36,7 @@ class ExtractRequest:
     hidden state. ``shard``: (I, N) processes blocks k with k % N == I. ``scratch``: where decoded tracks
     wait to be windowed (4 bytes per sample at the model's rate, a few tracks at a time; None: the temp folder).
     ``device``: where the local engine runs (``engine.DEVICE_PROVIDERS``; on Ray each worker asks for a GPU).
+    ``normalize_windows``: a backbone that takes z-normalised input gets each window normalised on its own.
     """
 
     catalog: Path
@@ -46,6 +47,7 @@ class ExtractRequest:
     window_s: float = 30.0
     hop_s: float | None = None
     crop_s: float | None = None
+    normalize_windows: bool = False
     frames: bool = False
     frame_layers: tuple[int, ...] | None = None
     shard: tuple[int, int] = (0, 1)
@@ -138,7 +140,8 @@ def plan_extraction(request: ExtractRequest, entries: list[Entry], info: ServedM
     check_model(request, info)
     frame_layers = checked_layers(request.frame_layers, info) if request.frames else ()
     settings = JobSettings(request.windowing.for_model(info.min_samples, info.sample_rate),
-                           Preparation(info.sample_rate, info.normalize_input, request.crop_s),
+                           Preparation(info.sample_rate, info.normalize_input, request.crop_s,
+                                       info.normalize_input and request.normalize_windows),
                            frame_layers, request.batch, request.decoders, request.shard, request.scratch)
     store = Store(request.store, store_attrs(info, settings), [entry.id for entry in entries], request.block_tracks)
     retried = store.reopen_failed() if request.retry_failed else 0
@@ -188,7 +191,7 @@ def store_attrs(info: ServedModel, settings: JobSettings) -> StoreAttrs:
         window_s=settings.windowing.window_s, hop_s=settings.windowing.hop_s,
         min_window_s=settings.windowing.min_window_s,
         crop_s=settings.preparation.crop_s, normalize_input=info.normalize_input,
-        layers=tuple(range(info.num_hidden_states)), layer_dims=info.layer_dims, frame_layers=settings.frame_layers,
+        normalize_windows=settings.preparation.normalize_windows, layers=tuple(range(info.num_hidden_states)), layer_dims=info.layer_dims, frame_layers=settings.frame_layers,
         weighted_layers=info.weighted_layers, layer_names=tuple(info.spec.get("layer_names") or ()),
     )
 

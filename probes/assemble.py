@@ -41,17 +41,14 @@ def track_index(task: Task, dataset: Dataset, features: StoreFeatures,
 
 def _units(task: Task, dataset: Dataset, features: StoreFeatures, source: str) -> list[Unit]:
     index = track_index(task, dataset, features, source)
-    track_rows = features.track_rows
-    if task.features.full_windows_only:
-        seconds = features.window_length
-        if seconds is None:
-            raise ValueError(f"store {source}: {task.name} drops windows shorter than {task.features.window_s} s "
-                             "but the store has no 'window_length' array")
-        full = seconds >= task.features.window_s - 1e-3
-        track_rows = [rows[full[rows]] for rows in track_rows]
     units = []
     for item in dataset.items:
-        rows = track_rows[index[item.id]]
+        rows = features.track_rows[index[item.id]]
+        if item.clips is not None:
+            if len(rows) < item.clips:
+                raise ValueError(f"store {source}: track {item.id} has {len(rows)} windows but the task counts "
+                                 f"{item.clips} clips of {task.features.window_s:g} s in it")
+            rows = rows[:item.clips]
         if task.kind == "key":  # every 30 s clip is an item of its song
             units.extend(Unit(Item(f"{item.id}#{k}", item.split, item.label, item.group or item.id), rows[k:k + 1])
                          for k in range(len(rows)))

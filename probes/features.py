@@ -38,7 +38,6 @@ class StoreFeatures:
     track_ids: list[str]
     array: Any  # the zarr array holding the rows: pooled [W, C] or frames [F, C_f] (format 1: [rows, L, D])
     track_rows: list[np.ndarray]
-    window_length: np.ndarray | None = None  # pooled level: seconds of each store row
 
     @property
     def columns(self) -> LayerColumns:
@@ -70,9 +69,7 @@ def read_store(path: StoreLocation, level: str = "pooled") -> StoreFeatures:
     kept_ids = [track_ids[t] for t in done]
     if level == "frames":
         return _frame_rows(reader, kept_ids, [windows[t] for t in done])
-    length = reader.read(WINDOW_LENGTH) if reader.has(WINDOW_LENGTH) else None
-    return StoreFeatures(source, "pooled", reader.attrs, kept_ids, reader.array(POOLED), [windows[t] for t in done],
-                         length)
+    return StoreFeatures(source, "pooled", reader.attrs, kept_ids, reader.array(POOLED), [windows[t] for t in done])
 
 
 def _windows_of_tracks(window_track: np.ndarray, n_tracks: int) -> list[np.ndarray]:

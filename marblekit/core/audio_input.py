@@ -41,11 +41,14 @@ class AudioError(Exception):
 
 @dataclass(frozen=True)
 class Preparation:
-    """How every track of one extraction is turned into model input."""
+    """How every track of one extraction is turned into model input. ``normalize_windows``: each window is
+    z-normalised on its own instead of with the whole clip's statistics (GiantSteps' reference cuts songs into
+    30 s clip files first, each normalised alone)."""
 
     sample_rate: int
     normalize: bool
     crop_s: float | None = None
+    normalize_windows: bool = False
 
 
 @dataclass
@@ -82,11 +85,23 @@ class Prepared:
     mean: float
     scale: float  # sqrt(variance + eps); 1 when the backbone takes raw audio
     normalize: bool
+    normalize_windows: bool = False
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Samples ``[start, stop)``, normalised as MARBLE normalises the whole clip."""
+        """Samples ``[start, stop)``, normalised as MARBLE normalises the whole clip, or this window alone."""
         raw = np.fromfile(self.path, dtype=np.float32, count=stop - start, offset=4 * start)
-        return ((raw - self.mean) / self.scale).astype(np.float32) if self.normalize else raw
+        if not self.normalize:
+            return raw
+        if self.normalize_windows:
+            return zscore(raw)
+        return ((raw - self.mean) / self.scale).astype(np.float32)
+
+
+def zscore(samples: np.ndarray) -> np.ndarray:
+    """``samples`` z-normalised with their own mean and variance (Wav2Vec2FeatureExtractor's rule)."""
+    mean = samples.mean(dtype=np.float64)
+    return ((samples - mean) / np.sqrt(np.square(samples - mean, dtype=np.float64).mean() + NORMALIZE_EPS)
+            ).astype(np.float32)
 
 
 def stream(path: Path, start: float, end: float | None, how: Preparation,
@@ -158,7 +173,7 @@ def prepare_to_file(path: Path, start: float, end: float | None, how: Preparatio
         except BaseException:
             os.unlink(name)
             raise
-    return Prepared(Path(name), stats.count, stats.mean, _scale(stats, how), how.normalize)
+    return Prepared(Path(name), stats.count, stats.mean, _scale(stats, how), how.normalize, how.normalize_windows)
 
 
 def prepare(path: Path, start: float, end: float | None, how: Preparation) -> np.ndarray:
@@ -280,6 +295,22 @@ def _ffmpeg_blocks(file, container, audio, rate: int, start: float, end: float |
                     return
         except av.FFmpegError as err:
             raise AudioError(f"not decodable as audio (libsndfile: {sndfile_error}; FFmpeg: {err})") from None
+
+
+def container_duration(path: Path) -> float:
+    """The duration a file's container declares, in seconds (what ``ffprobe -show_entries format=duration``
+    prints; for MP3 an estimate that may differ from the decoded length by some milliseconds)."""
+    import av
+
+    try:
+        with open(path, "rb") as file, av.open(file) as container:
+            if container.duration is None:
+                raise AudioError(f"{path}: the container declares no duration")
+            return container.duration / av.time_base
+    except FileNotFoundError:
+        raise AudioError(f"{path} not found: expected an audio file") from None
+    except av.FFmpegError as err:
+        raise AudioError(f"{path}: not readable as audio ({err})") from None
 
 
 def _planar_frames(container, audio) -> Iterator:

@@ -133,6 +133,7 @@ class StoreAttrs:
     onnx_sha256: str = ""
     crop_s: float | None = None
     normalize_input: bool = False
+    normalize_windows: bool = False  # input z-normalised per window, not per clip (with normalize_input)
     frame_layers: tuple[int, ...] = ()
     weighted_layers: tuple[int, ...] = ()
     layer_names: tuple[str, ...] = ()

@@ -25,14 +25,14 @@ class FeatureNeeds:
     """The features a task needs. ``window_s`` / ``hop_s``: non-overlapping windows; the default 30 s window
     holds a whole clip of the clip-level datasets (MARBLE runs them in one pass, and its MERT-v0/music2vec
     configs use 30 s windows to the same effect). ``crop_s``: only the first seconds are used. ``level``:
-    'pooled' (time-mean per window) or 'frames'. ``full_windows_only``: windows shorter than ``window_s``
-    are dropped (GiantSteps' 30 s clips)."""
+    'pooled' (time-mean per window) or 'frames'. ``normalize_windows``: a backbone's normalised input is
+    normalised per window, not per clip (GiantSteps' 30 s clips)."""
 
     level: str = "pooled"
     window_s: float = 30.0
     hop_s: float = 30.0
     crop_s: float | None = None
-    full_windows_only: bool = False
+    normalize_windows: bool = False
 
     def check(self, attrs: StoreAttrs, level: str, source: str) -> None:
         """Refuse a store whose extraction differs from this one, saying what differs."""
@@ -43,6 +43,10 @@ class FeatureNeeds:
             want, got = getattr(self, key), getattr(attrs, key)
             if (want is None) != (got is None) or (want is not None and abs(float(got) - want) > 1e-6):
                 problems.append(f"{key} is {got} but the task needs {want}")
+        if attrs.normalize_input and attrs.normalize_windows != self.normalize_windows:
+            problems.append("its input was normalised " + ("per window" if attrs.normalize_windows else "per track")
+                            + " but the task needs it normalised " + ("per window: extract with --normalize-windows"
+                                                                      if self.normalize_windows else "per track"))
         if problems:
             raise ValueError(f"store {source} does not match the task's extraction: " + "; ".join(problems))
 
@@ -50,13 +54,16 @@ class FeatureNeeds:
 @dataclass(frozen=True)
 class Item:
     """One labelled file. ``group``: the song a clip belongs to (GiantSteps), else None. ``path``: the audio
-    file relative to the dataset folder, where it differs from the id (the synthetic suite's manifest ids)."""
+    file relative to the dataset folder, where it differs from the id (the synthetic suite's manifest ids).
+    ``clips``: how many of the track's first windows are the task's clips (GiantSteps counts them from the
+    container's duration), None: all of them."""
 
     id: str
     split: str
     label: Any
     group: str | None = None
     path: str | None = None
+    clips: int | None = None
 
     @property
     def audio_path(self) -> str:

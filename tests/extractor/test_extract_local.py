@@ -15,6 +15,7 @@ import soxr
 from extract_helpers import HANDCRAFTED, MERT, extract_args, local_request, marble_windows, write_tone
 
 from marblekit.app.cli import main
+from marblekit.core.audio_input import Preparation, prepare_to_file
 from marblekit.core.served_model import FRAMES, INPUT, POOLED
 from marblekit.core.store_layout import DONE, open_pooled
 from marblekit.extractor.api import extract
@@ -29,13 +30,20 @@ def reference(path: Path, start: float, end: float | None, session: ort.Inferenc
     data = data[int(round(start * rate)):None if end is None else int(round(end * rate))]
     clip = soxr.resample(data.mean(axis=1), rate, RATE)
     clip = (clip - clip.mean()) / np.sqrt(clip.var() + 1e-7)
-    windows = []
-    for first, last in marble_windows(len(clip), RATE, WINDOW_S):
-        window = clip[None, first:last].astype(np.float32)
+    return run_windows([clip[None, first:last].astype(np.float32)
+                        for first, last in marble_windows(len(clip), RATE, WINDOW_S)], session)
+
+
+def run_windows(windows: list[np.ndarray], session: ort.InferenceSession) -> list[dict]:
+    """Each [1, samples] window through the model, with its place in the clip (windows follow each other)."""
+    results, first = [], 0
+    for window in windows:
+        last = first + window.shape[1]
         frames, pooled = session.run([FRAMES, POOLED], {INPUT: window})
-        windows.append({"start": first / RATE, "length": (last - first) / RATE, "pooled": pooled[0],
+        results.append({"start": first / RATE, "length": (last - first) / RATE, "pooled": pooled[0],
                         "frames": frames[0]})
-    return windows
+        first = last
+    return results
 
 
 def test_local_store_equals_direct_onnxruntime(tmp_path: Path, model_repo: Path) -> None:
@@ -79,6 +87,37 @@ def test_local_store_equals_direct_onnxruntime(tmp_path: Path, model_repo: Path)
         np.testing.assert_allclose(view.track_pooled[track].astype(np.float32), track_mean, rtol=2e-3,
                                    atol=2e-3 * np.abs(track_mean).max())
     assert row == len(view.pooled) and view.frame_offsets[-1] == view.frames.shape[0]
+
+
+def test_each_window_normalised_alone_as_a_feature_extractor_would(tmp_path: Path, model_repo: Path) -> None:
+    """--normalize-windows: every window is what Wav2Vec2FeatureExtractor makes of that window cut out alone
+    (GiantSteps' reference normalises each 30 s clip file)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    data = write_tone(tmp_path / "cat" / "a.wav", 7.3, rate=RATE, channels=1, seed=4)[:, 0]
+    data = data * np.linspace(0.1, 2.0, len(data))  # loudness that changes window to window
+    sf.write(tmp_path / "cat" / "a.wav", data, RATE, subtype="FLOAT")
+    store = tmp_path / "store.zarr"
+    summary = extract(local_request(tmp_path / "cat", store, model_repo, MERT, window_s=WINDOW_S,
+                                    normalize_windows=True))
+    assert summary.done == 1
+    processor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=RATE, padding_value=0.0, do_normalize=True)
+    windows = [processor(data[first:last].astype(np.float32), sampling_rate=RATE, return_tensors="np").input_values
+               for first, last in marble_windows(len(data), RATE, WINDOW_S)]
+    session = ort.InferenceSession(str(model_repo / MERT / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = run_windows(windows, session)
+    view = open_pooled(store)
+    assert view.attrs.normalize_windows is True and len(view.pooled) == len(expected) == 4
+    for row, window in enumerate(expected):
+        np.testing.assert_allclose(view.pooled[row].astype(np.float32), window["pooled"], rtol=2e-3,
+                                   atol=2e-3 * np.abs(window["pooled"]).max())
+    # the model is nearly invariant to its input's scale, so check the windows themselves too
+    bounds = marble_windows(len(data), RATE, WINDOW_S)
+    alone = prepare_to_file(tmp_path / "cat" / "a.wav", 0.0, None, Preparation(RATE, True, None, True), tmp_path)
+    whole = prepare_to_file(tmp_path / "cat" / "a.wav", 0.0, None, Preparation(RATE, True), tmp_path)
+    for (first, last), window in zip(bounds, windows):
+        np.testing.assert_allclose(alone.read(first, last), window[0], atol=1e-5)
+    assert np.abs(whole.read(*bounds[0]) - windows[0][0]).max() > 0.5
 
 
 def test_extraction_never_imports_torch(tmp_path: Path, model_repo: Path) -> None:

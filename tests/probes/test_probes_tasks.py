@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marblekit.core.store_layout import StoreAttrs
+from marblekit.core.store_layout import StoreAttrs, write_store
 from marblekit.core.task_format import SPLITS
 from marblekit.core.windows import Windowing
-from marblekit.probes.tasks import get_task, giantsteps, gtzan
+from marblekit.probes import assemble
+from marblekit.probes.features import read_store
+from marblekit.probes.tasks import Dataset, Item, get_task, giantsteps, gtzan
 
 
 def write(path: Path, text: str = "") -> Path:
@@ -55,8 +57,30 @@ def test_gtzan_beat_reads_jams(tmp_path):
     np.testing.assert_allclose(item.label, [0.5, 1.0, 1.5])
 
 
+def write_mp3(path: Path, seconds: float, rate: int = 8000) -> None:
+    """A quiet tone as MP3 (PyAV's LAME), whose container states its duration."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    samples = (0.1 * np.sin(np.arange(int(seconds * rate)) * 0.3)).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libmp3lame", rate=rate, layout="mono")
+        for first in range(0, len(samples), 11520):
+            frame = av.AudioFrame.from_ndarray(samples[None, first:first + 11520], format="flt", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+GIANTSTEPS_SECONDS = {1: 65.0, 2: 31.0, 3: 29.0, 4: 40.0, 5: 40.0, 10: 120.5, 11: 95.0}
+
+
 def _giantsteps_tree(root: Path) -> None:
     train, test = root / giantsteps.TRAIN_REPO, root / giantsteps.TEST_REPO
+    for song, seconds in GIANTSTEPS_SECONDS.items():
+        write_mp3((train if song < 10 else test) / "audio" / f"{song}.LOFI.mp3", seconds)
     meta = ["ID\tARTIST\tTITLE", "1\tAlpha\tx", "2\tBravo, Charlie\tx", "3\tCharlie\tx", "4\tDelta\tx", "5\tEcho\tx"]
     write(train / "annotations" / "beatport_metadata.txt", "\n".join(meta) + "\n")
     annotations = ["ID\tMANUAL KEY\tC", "1\tF# minor\t2", "2\tC major\t2", "3\tA minor\t2", "4\tD major\t1",
@@ -85,6 +109,36 @@ def test_giantsteps_key_split_and_labels(tmp_path):
     shared = "valid" if "valid" in (slot("Bravo"), slot("Charlie")) else "train"
     assert by_song["2"].split == by_song["3"].split == shared
     assert by_song["1"].split == slot("Alpha")
+    # clips from the container's duration: 65 s -> 2, 31 s -> 1, 29 s -> none, 120.5 s -> 4, 95 s -> 3
+    assert {song: item.clips for song, item in by_song.items()} == {"1": 2, "2": 1, "3": 0, "10": 4, "11": 3}
+
+
+@pytest.mark.parametrize(("seconds", "clips"), [(29.99, 0), (30.0, 1), (89.999, 2), (119.997, 3), (120.003, 4)])
+def test_giantsteps_clip_count_follows_the_container_duration(seconds, clips):
+    assert giantsteps.clip_count(seconds) == clips
+
+
+def test_giantsteps_takes_as_many_windows_as_clips_even_a_few_ms_short(tmp_path):
+    """A song whose container says 120.003 s decodes to 119.99 s: the store's 4th window is a 29.99 s tail,
+    and the reference's 4th clip (cut by offset and duration from the container's length) is that audio."""
+    attrs = StoreAttrs(model="m", sample_rate=24000, frame_rate=75, window_s=30.0, hop_s=30.0, layers=(0,),
+                       layer_dims=(2,), weighted_layers=(0,), random_init=True, precision="fp16",
+                       normalize_input=True, normalize_windows=True)
+    write_store(tmp_path / "s.zarr", attrs, ["a.mp3", "b.mp3"], pooled=np.zeros((6, 1, 2)),
+                window_track=[0, 0, 0, 0, 1, 1], window_start=[0, 30, 60, 90, 0, 30],
+                window_length=[30, 30, 30, 29.99, 30, 5])
+    features = read_store(tmp_path / "s.zarr")
+    task = get_task("giantsteps-key")
+    items = [Item("a.mp3", "train", 0, "a", clips=4), Item("b.mp3", "valid", 1, "b", clips=1),
+             Item("b.mp3", "test", 1, "b", clips=1)]
+    units = assemble._units(task, Dataset(items, giantsteps.KEY_NAMES), features, "s.zarr")
+    assert [(u.item.id, list(u.rows)) for u in units] == [
+        ("a.mp3#0", [0]), ("a.mp3#1", [1]), ("a.mp3#2", [2]), ("a.mp3#3", [3]), ("b.mp3#0", [4]), ("b.mp3#0", [4])]
+    with pytest.raises(ValueError, match="b.mp3 has 2 windows but the task counts 3 clips"):
+        assemble._units(task, Dataset([*items[:2], Item("b.mp3", "test", 1, "b", clips=3)], giantsteps.KEY_NAMES),
+                        features, "s.zarr")
+    with pytest.raises(ValueError, match="normalised per track but the task needs it normalised per window"):
+        task.features.check(dataclasses.replace(attrs, normalize_windows=False), "pooled", "s.zarr")
 
 
 def test_artist_split_two_hops():

@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=30.0, help="window length in seconds (default 30)")
     parser.add_argument("--hop", type=float, help="seconds between window starts (default: the window length)")
     parser.add_argument("--crop", type=float, help="keep only the first CROP seconds of every track")
+    parser.add_argument("--normalize-windows", action="store_true",
+                        help="z-normalise each window on its own instead of the whole track (for a backbone that "
+                             "takes normalised input; GiantSteps key needs it, as its reference normalises each 30 s "
+                             "clip)")
     parser.add_argument("--frames", action="store_true", help="also store frame-level features (--layers)")
     parser.add_argument("--layers", help="hidden-state indices stored with --frames, e.g. 0,6,12 (default all)")
     parser.add_argument("--shard", default="0/1", metavar="I/N",
@@ -100,7 +104,8 @@ def request_of(args: argparse.Namespace) -> "ExtractRequest":
 
     return ExtractRequest(
         catalog=args.catalog, model=args.model, store=args.store, server=args.server, repo=args.repo,
-        window_s=args.window, hop_s=args.hop, crop_s=args.crop, frames=args.frames,
+        window_s=args.window, hop_s=args.hop, crop_s=args.crop, normalize_windows=args.normalize_windows,
+        frames=args.frames,
         frame_layers=parse_layers(args.layers), shard=parse_shard(args.shard), workers=args.workers,
         batch=args.batch, in_flight=args.in_flight, deadline_s=args.deadline, retry_timeout_s=args.retry_timeout,
         block_tracks=args.block_tracks, root=args.root, follow_symlinks=not args.no_follow_symlinks,

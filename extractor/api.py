@@ -191,7 +191,8 @@ def store_attrs(info: ServedModel, settings: JobSettings) -> StoreAttrs:
         window_s=settings.windowing.window_s, hop_s=settings.windowing.hop_s,
         min_window_s=settings.windowing.min_window_s,
         crop_s=settings.preparation.crop_s, normalize_input=info.normalize_input,
-        normalize_windows=settings.preparation.normalize_windows, layers=tuple(range(info.num_hidden_states)), layer_dims=info.layer_dims, frame_layers=settings.frame_layers,
+        normalize_windows=settings.preparation.normalize_windows,
+        layers=tuple(range(info.num_hidden_states)), layer_dims=info.layer_dims, frame_layers=settings.frame_layers,
         weighted_layers=info.weighted_layers, layer_names=tuple(info.spec.get("layer_names") or ()),
     )
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from marblekit.core.store_location import StoreLocation
-from marblekit.probes import scheduling, types
+from marblekit.probes import lr_finder, scheduling, types
 from marblekit.probes.assemble import probe_data
 from marblekit.probes.features import read_store
 from marblekit.probes.matrix import MemoryBudget
 from marblekit.probes.selection import select_winner
 from marblekit.probes.separation import SeparationSettings
+from marblekit.probes.slabs import Slabs
 from marblekit.probes.tasks import Dataset, Task, get_task
 
 SEPARATION_MODE = "sequential"
@@ -36,6 +37,7 @@ class ProbeRequest:
     separation: SeparationSettings = dataclasses.field(default_factory=SeparationSettings)
     memory_gb: float | None = None  # features in RAM at most; None: half the available memory
     scratch: Path | None = None  # where features over the budget are memory-mapped; None: the temp folder
+    lr_find: bool | None = None  # a range test per probe instead of the rate grid; None: as the task's reference
 
 
 @dataclasses.dataclass
@@ -61,12 +63,31 @@ def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: A
     mode = request.mode or scheduling.default_mode()
     data = probe_data(task, dataset, features, str(request.store), budget, mode != "vectorised", progress)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
-    configs = types.probe_grid(data.features.layers, request.learning_rates, bool(data.mixed_layers))
     started = time.perf_counter()
+    settings: dict[str, Any] = {}
+    if task.finds_lr if request.lr_find is None else request.lr_find:
+        configs, tests = _range_tested(data, request, budget)
+        settings["lr_range_test"] = {config.name: test.to_json() for config, test in zip(configs, tests)}
+    else:
+        configs = types.probe_grid(data.features.layers, request.learning_rates, bool(data.mixed_layers))
     results = scheduling.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress,
-                            budget.bytes)
+                                  budget.bytes)
     items = {"train": data.train.n_items, "valid": data.valid.n_items, "test": data.test.n_items}
-    return Trained(results, data.evaluator.monitor, data.schedule, mode, items, time.perf_counter() - started)
+    return Trained(results, data.evaluator.monitor, data.schedule, mode, items, time.perf_counter() - started,
+                   settings)
+
+
+def _range_tested(data: types.ProbeData, request: ProbeRequest, budget: MemoryBudget
+                  ) -> tuple[list[types.ProbeConfig], list[lr_finder.RangeTest]]:
+    """One probe per layer choice at the rate its range test suggests, and the tests."""
+    base = types.probe_grid(data.features.layers, (lr_finder.FALLBACK_LR,), bool(data.mixed_layers))
+    slabs = Slabs(data.features, data.mixed_layers, budget.bytes)
+    device = request.device or scheduling.default_device()
+    tests: dict[int, lr_finder.RangeTest] = {}
+    for group in scheduling.width_groups(data, base):
+        tests.update(zip(group, lr_finder.range_tests(data, [base[i] for i in group], request.seed, device, slabs)))
+    ordered = [tests[i] for i in range(len(base))]
+    return [types.ProbeConfig(c.layer, test.lr) for c, test in zip(base, ordered)], ordered
 
 
 def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, features: Any, budget: MemoryBudget,
@@ -109,12 +130,14 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
         "task": task.name, "kind": task.kind, "monitor": trained.monitor, "outputs": list(dataset.outputs),
         "store": str(request.store), "store_metadata": features.attrs.to_json(), "data": str(request.data),
         "schedule": dataclasses.asdict(trained.schedule), "mode": trained.mode, "workers": request.workers,
-        "seed": request.seed, "learning_rates": list(request.learning_rates), "memory_bytes": budget.bytes,
+        "seed": request.seed, "learning_rates": sorted({r.config.lr for r in results}), "memory_bytes": budget.bytes,
         "train_seconds": round(trained.seconds, 2), "items": trained.items,
         "winner": {"index": winner, **results[winner].to_json()},
         "probes": [r.to_json() for r in results],
     }
-    if trained.settings:
+    if "lr_range_test" in trained.settings:
+        report["lr_range_test"] = trained.settings["lr_range_test"]
+    elif trained.settings:
         report["separation"] = trained.settings
     request.out.mkdir(parents=True, exist_ok=True)
     (request.out / "results.json").write_text(json.dumps(report, indent=1))

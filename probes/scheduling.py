@@ -53,6 +53,10 @@ def _worker_train(job: list[tuple[int, ProbeConfig]]) -> list[ProbeResult]:
     return train_group(_WORKER["data"], list(configs), np.array(ids), _WORKER["seed"], slabs=_WORKER["slabs"])
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def default_mode() -> str:
     """Vectorised on a GPU, one layer choice per worker process on a CPU (measured: `marblekit bench probe`)."""
     return "vectorised" if torch.cuda.is_available() else "per-layer"
@@ -67,9 +71,9 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     ids = np.arange(len(configs))
     if mode == "vectorised":
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        width_groups = _width_groups(data, configs)
-        with tqdm(total=data.schedule.max_epochs * len(width_groups), desc="grid epochs", disable=not progress) as bar:
+        device = device or default_device()
+        groups = width_groups(data, configs)
+        with tqdm(total=data.schedule.max_epochs * len(groups), desc="grid epochs", disable=not progress) as bar:
             def on_epoch(epoch: int, live: int) -> None:
                 bar.update(1)
                 bar.set_postfix(live=live)
@@ -78,7 +82,7 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
             budget = None if memory_bytes is None else max(memory_bytes - in_ram, 0)
             slabs = Slabs(data.features, data.mixed_layers, budget)
             results = {}
-            for group in width_groups:
+            for group in groups:
                 results.update(zip(group, train_group(data, [configs[i] for i in group], ids[group], seed, device,
                                                       on_epoch, slabs)))
             return [results[int(i)] for i in ids]
@@ -103,7 +107,7 @@ def run_grid(data: ProbeData, configs: list[ProbeConfig], seed: int, mode: str, 
     return [results[int(i)] for i in ids]
 
 
-def _width_groups(data: ProbeData, configs: list[ProbeConfig]) -> list[list[int]]:
+def width_groups(data: ProbeData, configs: list[ProbeConfig]) -> list[list[int]]:
     """Probe indices by the width of the layers they read (one group for a transformer)."""
     groups: dict[int, list[int]] = {}
     for i, config in enumerate(configs):

@@ -9,7 +9,7 @@ group and every mode gives the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,47 @@ def _batch_positions(train: TrainSet, items: np.ndarray) -> np.ndarray:
     lengths = ends - starts
     within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.repeat(starts, lengths) + within
+
+
+def epoch_batches(train: TrainSet, shuffle: np.random.Generator) -> Iterator[np.ndarray]:
+    """One epoch's batches of ``BATCH_ITEMS`` items in a fresh shuffled order, as row positions."""
+    order = shuffle.permutation(train.n_items)
+    for start in range(0, train.n_items, BATCH_ITEMS):
+        yield _batch_positions(train, order[start:start + BATCH_ITEMS])
+
+
+class Stepper:
+    """One Adam step of every live probe of a group on a batch: the features, targets and dropout masks a
+    group trains with (per-probe seeded masks on a CPU, one device draw elsewhere)."""
+
+    def __init__(self, group: ProbeGroup, data: ProbeData, features: Any, seed: int) -> None:
+        self.group, self.rows, self.features = group, data.train.rows, features
+        self.dropout_masks = SeededDropout(seed) if group.device.type == "cpu" else None
+        self.targets = torch.from_numpy(data.train.targets).to(group.device)
+        self.step = 0
+
+    def __call__(self, positions: np.ndarray) -> Any:
+        """Train on the rows at ``positions``; returns each live probe's batch loss [P_live] (detached)."""
+        group, device = self.group, self.group.device
+        rows = self.rows[positions]
+        x = self.features[:, torch.as_tensor(rows, device=self.features.device)].float()
+        if self.dropout_masks is not None:
+            keep = self.dropout_masks(group.ids[group.live], self.step, len(rows)).to(device)
+        else:
+            keep = torch.rand(group.n_live, len(rows), HIDDEN_UNITS, generator=group.generator,
+                              device=device) >= DROPOUT
+        per_probe = group.loss(group.forward(x, keep), self.targets[torch.as_tensor(positions, device=device)])
+        per_probe.sum().backward()
+        group.adam_step()
+        self.step += 1
+        return per_probe.detach()
+
+
+def group_features(slabs: Slabs, configs: list[ProbeConfig], device: str) -> tuple[np.ndarray, Any]:
+    """The layers a group of ``configs`` reads and their features, on ``device``."""
+    layers = slabs.layers_for(configs)
+    features = slabs.get(layers)
+    return layers, features if device == "cpu" else features.to(device)
 
 
 def evaluate_outputs(group: ProbeGroup, features: Any, split: EvalSet) -> np.ndarray:
@@ -64,37 +105,18 @@ def train_group(data: ProbeData, configs: list[ProbeConfig], probe_ids: np.ndarr
     probe's run does not depend on the group it trains in: every mode gives the same results. On a GPU one
     device draw serves all probes (a per-probe stream would cost more than the step itself).
     """
-    slabs = slabs or Slabs(data.features, data.mixed_layers)
-    layers = slabs.layers_for(configs)
+    layers, features = group_features(slabs or Slabs(data.features, data.mixed_layers), configs, device)
     group = ProbeGroup(configs, probe_ids, data, seed, device, layers)
-    features = slabs.get(layers)
-    if device != "cpu":
-        features = features.to(device)
-    dropout_masks = SeededDropout(seed) if group.device.type == "cpu" else None
-    targets = torch.from_numpy(data.train.targets).to(device)
+    step = Stepper(group, data, features, seed)
     shuffle = np.random.default_rng(seed)
-    step = 0
     for epoch in range(data.schedule.max_epochs):
         if group.n_live == 0:
             break
         loss_sum = torch.zeros(group.n_live, dtype=torch.float64, device=device)
         n_batches = 0
-        order = shuffle.permutation(data.train.n_items)
-        for start in range(0, data.train.n_items, BATCH_ITEMS):
-            positions = _batch_positions(data.train, order[start:start + BATCH_ITEMS])
-            rows = data.train.rows[positions]
-            x = features[:, torch.as_tensor(rows, device=features.device)].float()
-            if dropout_masks is not None:
-                keep = dropout_masks(group.ids[group.live], step, len(rows)).to(device)
-            else:
-                keep = torch.rand(group.n_live, len(rows), HIDDEN_UNITS, generator=group.generator,
-                                  device=device) >= DROPOUT
-            per_probe = group.loss(group.forward(x, keep), targets[torch.as_tensor(positions, device=device)])
-            per_probe.sum().backward()
-            group.adam_step()
-            loss_sum += per_probe.detach().double()
+        for positions in epoch_batches(data.train, shuffle):
+            loss_sum += step(positions).double()
             n_batches += 1
-            step += 1
         metrics = data.evaluator(evaluate_outputs(group, features, data.valid), "valid")
         group.end_epoch(metrics[data.evaluator.monitor], (loss_sum / n_batches).cpu().numpy())
         if on_epoch is not None:

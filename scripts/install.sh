@@ -4,6 +4,7 @@
 #   .venv          the main environment: marblekit with torch (CPU wheel), onnxruntime, zarr, tritonclient,
 #                  TensorFlow (CPU) and the musicnn wheel for its checkpoints and the parity reference.
 #   .venv-triton   the serving environment: nvidia-pytriton's tritonserver + Python backend, numpy<2.
+#   .reference/    reference implementations the tests compare against, outside any environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,10 @@ echo "install: main environment (.venv)"
 quiet_pip .venv/bin/python torch==2.13.0
 quiet_pip .venv/bin/python -e '.[torch,probes,test,tensorflow,s3,ray]'
 quiet_pip .venv/bin/python --no-deps musicnn==0.1.0  # MusiCNN's trained checkpoints and original code
+# The reference toolkit's Lightning (its lr_find is the learning-rate range test's reference), kept apart from
+# .venv: the tests run it in its own process with this folder on PYTHONPATH.
+[ -d .reference/lightning/pytorch_lightning ] || quiet_pip .venv/bin/python --no-deps --target .reference/lightning \
+  pytorch-lightning==1.9.4 lightning-utilities==0.8.0 torchmetrics==0.11.4 "setuptools<70"
 .venv/bin/python -c "import marblekit, torch, onnxruntime, zarr" \
   || { echo "install: .venv is incomplete (see pip's messages above)" >&2; exit 1; }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,8 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Task(ABC):
-    """A probing task; subclasses read their dataset's layout in ``load``."""
+    """A probing task; subclasses read their dataset's layout in ``load``. ``finds_lr``: the reference runs a
+    learning-rate range test per probe instead of the grid's rates (``marblekit.probes.lr_finder``)."""
 
     name: str
     kind: str
@@ -93,6 +94,7 @@ class Task(ABC):
     features: FeatureNeeds
     monitor: str
     data_help: str
+    finds_lr: bool = field(default=False, kw_only=True)
 
     @abstractmethod
     def load(self, root: Path) -> Dataset:

@@ -93,4 +93,5 @@ def _song(root: Path, repo: str, song: int, split: str, key: int) -> Item:
 
 KEY = GiantStepsKey("giantsteps-key", "key", Schedule("ce", 100, 5, 20),
                     FeatureNeeds(window_s=CLIP_S, hop_s=CLIP_S, normalize_windows=True), "best_ensemble_score",
-                    "folder holding giantsteps-mtg-key-dataset/ and giantsteps-key-dataset/ with audio/")
+                    "folder holding giantsteps-mtg-key-dataset/ and giantsteps-key-dataset/ with audio/",
+                    finds_lr=True)

@@ -104,6 +104,25 @@ def test_multiclass_tagging_regression_key(tmp_path, rng):
     assert board.count("★") == 1 and len(board.splitlines()) == 6 + 8
 
 
+def test_lr_find_trains_each_layer_choice_at_its_suggested_rate(tmp_path, rng):
+    n = 60
+    labels = rng.integers(0, 3, n)
+    task = make_task(tmp_path, "synth-pitch", "multiclass", labels.tolist(), ["a", "b", "c"])
+    store = pooled_store(tmp_path / "s.zarr", n, np.eye(3)[labels])
+    out = tmp_path / "out"
+    assert main(["probe", str(store), "--task", "synth-pitch", "--data", str(task), "--out", str(out),
+                 "--mode", "vectorised", "--max-epochs", "3", "--lr-find"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert [p["config"]["layer"] for p in report["probes"]] == [0, 1, 2, None]
+    tests = report["lr_range_test"]
+    for probe in report["probes"]:
+        test = tests[probe["config"]["name"]]
+        assert probe["config"]["lr"] == test["lr"] == test["suggestion"]
+        assert len(test["rates"]) == len(test["losses"]) <= 100 and test["rates"][0] == 1e-8
+        assert 1e-8 < test["lr"] < 1.0
+    assert report["learning_rates"] == sorted({p["config"]["lr"] for p in report["probes"]})
+
+
 def test_beat_frames(tmp_path, rng):
     n, fps, frames = 30, 50.0, 300
     beats = [np.arange(rng.uniform(0.1, 0.4), frames / fps, 0.5) for _ in range(n)]

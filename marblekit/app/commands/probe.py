@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "and always in the worker modes, which share them with their workers)")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=list(LEARNING_RATES),
                         help="learning-rate grid (default: MARBLE's six)")
+    parser.add_argument("--lr-find", action=argparse.BooleanOptionalAction,
+                        help="instead of the grid's rates, one probe per layer choice at the rate a learning-rate "
+                             "range test suggests (Lightning 1.9's lr_find, as MARBLE's auto_lr_find); default: on "
+                             "where the reference does it (giantsteps-key), off elsewhere")
     separation = parser.add_argument_group(
         "separation (musdb18, synth-separation)", "one LSTM mask head per stem and grid point, trained one after "
         "another (--mode and --workers do not apply); the defaults are MARBLE's, shrink them for CPU runs")
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     settings = SeparationSettings(args.lstm_hidden, args.chunk_seconds, args.samples_per_track, args.separation_batch)
     request = ProbeRequest(args.store, args.task, args.data, args.out, args.mode, args.workers, args.seed,
                            args.device, args.max_epochs, tuple(args.learning_rates), settings, args.memory_gb,
-                           args.scratch)
+                           args.scratch, args.lr_find)
     report = run_probe(request)
     winner = report["winner"]
     print(f"{report['task']}: {len(report['probes'])} probes in {report['train_seconds']} s ({report['mode']}); "

@@ -3,9 +3,11 @@
 The STFT hop is the store's ``sample_rate / frame_rate`` so that STFT frame t lines up with backbone frame
 t (MERT-v1: 24 kHz / 75 fps = 320, MARBLE's n_fft 2048 / hop 320). n_fft is 2048, or the next power of two
 of at least 4 hops for coarser frame rates. Each track's features are truncated or zero-padded to its STFT
-frame count (the reference pads with zeros). Audio is read as mono (channel mean) and resampled with soxr
-to the store's sample rate; waveforms are kept reflect-padded by n_fft/2 so that a chunk's STFT without
-centring equals the same frames of the whole track's centred STFT.
+frame count (the reference pads with zeros). Audio is read as stereo (open-unmix's force-stereo: a mono file
+doubled, channels past two dropped) and resampled with soxr to the store's sample rate; the model sees the
+channel mean of the channels' magnitudes (open-unmix's ``ComplexNorm(mono=True)``), estimates are stereo.
+Waveforms are kept reflect-padded by n_fft/2 so that a chunk's STFT without centring equals the same frames
+of the whole track's centred STFT.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from marblekit.probes.tasks.base import Dataset, Item, Task
 from marblekit.probes.types import Schedule
 
 N_FFT = 2048
+CHANNELS = 2
 
 
 @dataclass(frozen=True)
@@ -54,32 +57,39 @@ class Spectrogram:
         return 1 + n_samples // self.hop
 
     def pad(self, wave: np.ndarray) -> np.ndarray:
-        """Reflect padding by n_fft/2 on both sides (what a centred STFT does)."""
-        return np.pad(wave, self.n_fft // 2, mode="reflect" if len(wave) > self.n_fft // 2 else "constant")
+        """Reflect padding of [channels, samples] by n_fft/2 on both sides (what a centred STFT does)."""
+        edge = self.n_fft // 2
+        return np.pad(wave, ((0, 0), (edge, edge)), mode="reflect" if wave.shape[-1] > edge else "constant")
 
     def complex(self, padded: Any) -> Any:
-        """Uncentred STFT of padded waveforms [batch, samples] -> complex [frames, batch, bins]."""
+        """Uncentred STFT of padded waveforms [batch, channels, samples] -> complex [frames, batch, channels, bins]."""
         import torch
 
+        batch, channels, samples = padded.shape
         window = torch.hann_window(self.n_fft, dtype=padded.dtype, device=padded.device)
-        spec = torch.stft(padded, self.n_fft, self.hop, window=window, center=False, return_complex=True)
-        return spec.permute(2, 0, 1)
+        spec = torch.stft(padded.reshape(batch * channels, samples), self.n_fft, self.hop, window=window,
+                          center=False, return_complex=True)
+        return spec.reshape(batch, channels, *spec.shape[1:]).permute(3, 0, 1, 2)
 
     def magnitude(self, padded: Any) -> Any:
-        return self.complex(padded).abs()
+        """The channel mean of the channels' magnitudes [frames, batch, bins] (open-unmix's mono ComplexNorm)."""
+        return self.complex(padded).abs().mean(dim=2)
 
     def inverse(self, spec: Any, length: int) -> Any:
-        """Complex [frames, batch, bins] -> waveforms [batch, length] (centred inverse STFT)."""
+        """Complex [frames, batch, channels, bins] -> waveforms [batch, channels, length] (centred inverse STFT)."""
         import torch
 
+        frames, batch, channels, bins = spec.shape
         window = torch.hann_window(self.n_fft, dtype=spec.real.dtype, device=spec.device)
-        return torch.istft(spec.permute(1, 2, 0), self.n_fft, self.hop, window=window, center=True, length=length)
+        flat = spec.permute(1, 2, 3, 0).reshape(batch * channels, bins, frames)
+        waves = torch.istft(flat, self.n_fft, self.hop, window=window, center=True, length=length)
+        return waves.reshape(batch, channels, length)
 
 
 @dataclass
 class Track:
-    """One item: its feature rows (at most ``n_frames``; missing frames are zeros), its reflect-padded
-    mixture waveform and the paths of its stems (read one stem at a time)."""
+    """One item: its feature rows (at most ``n_frames``; missing frames are zeros), its reflect-padded stereo
+    mixture [2, samples] and the paths of its stems (read one stem at a time)."""
 
     id: str
     rows: np.ndarray
@@ -113,24 +123,26 @@ class SeparationData:
         return out
 
     def stem(self, track: Track, stem: str) -> np.ndarray:
-        """A stem's padded waveform at the store's sample rate, same length as the mixture's."""
-        wave = read_mono(track.stem_paths[stem], self.sample_rate)
-        if len(wave) != track.n_samples:
-            raise ValueError(f"{track.stem_paths[stem]}: {len(wave)} samples at {self.sample_rate} Hz but the "
+        """A stem's padded stereo waveform at the store's sample rate, same length as the mixture's."""
+        wave = read_stereo(track.stem_paths[stem], self.sample_rate)
+        if wave.shape[1] != track.n_samples:
+            raise ValueError(f"{track.stem_paths[stem]}: {wave.shape[1]} samples at {self.sample_rate} Hz but the "
                              f"mixture {track.id} has {track.n_samples}; stems must be as long as their mixture")
         return self.spectrogram.pad(wave)
 
 
-def read_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """Channel mean of an audio file, resampled to ``sample_rate`` (float32)."""
+def read_stereo(path: Path, sample_rate: int) -> np.ndarray:
+    """An audio file as [2, samples] float32 at ``sample_rate``: mono doubled, channels past two dropped."""
     import soundfile
     import soxr
 
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: expected a stem or mixture audio file")
     audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    return mono if rate == sample_rate else soxr.resample(mono, rate, sample_rate).astype(np.float32)
+    stereo = np.repeat(audio, CHANNELS, axis=1) if audio.shape[1] == 1 else audio[:, :CHANNELS]
+    if rate != sample_rate:
+        stereo = soxr.resample(stereo, rate, sample_rate)
+    return np.ascontiguousarray(stereo.T, dtype=np.float32)
 
 
 def separation_data(task: Task, dataset: Dataset, features: StoreFeatures, root: Path, source: str,
@@ -161,7 +173,7 @@ def _track(item: Item, rows: np.ndarray, root: Path, spectrogram: Spectrogram, s
     absent = [s for s in stems if s not in item.label]
     if absent:
         raise ValueError(f"{item.id}: the label lacks stems {absent} (expected a mapping stem -> audio path)")
-    mixture = read_mono(root / item.audio_path, sample_rate)
-    n_frames = spectrogram.n_frames(len(mixture))
-    return Track(item.id, rows[:n_frames], len(mixture), n_frames, spectrogram.pad(mixture),
+    mixture = read_stereo(root / item.audio_path, sample_rate)
+    n_frames = spectrogram.n_frames(mixture.shape[1])
+    return Track(item.id, rows[:n_frames], mixture.shape[1], n_frames, spectrogram.pad(mixture),
                  {s: root / item.label[s] for s in stems})

@@ -28,6 +28,7 @@ echo "install: main environment (.venv)"
 quiet_pip .venv/bin/python torch==2.13.0
 quiet_pip .venv/bin/python -e '.[torch,probes,test,tensorflow,s3,ray]'
 quiet_pip .venv/bin/python --no-deps musicnn==0.1.0  # MusiCNN's trained checkpoints and original code
+quiet_pip .venv/bin/python --no-deps openunmix==1.3.0  # the reference's Wiener filter, for the tests (needs no torchaudio)
 # The reference toolkit's Lightning (its lr_find is the learning-rate range test's reference), kept apart from
 # .venv: the tests run it in its own process with this folder on PYTHONPATH.
 [ -d .reference/lightning/pytorch_lightning ] || quiet_pip .venv/bin/python --no-deps --target .reference/lightning \

@@ -50,7 +50,8 @@ class Trained:
     mode: str
     items: dict[str, int]
     seconds: float
-    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    separation: dict[str, Any] | None = None  # the separation trainer's settings
+    lr_range_test: dict[str, Any] | None = None  # each probe's range test, by probe name
 
 
 def _with_epochs(schedule: types.Schedule, max_epochs: int | None) -> types.Schedule:
@@ -64,17 +65,17 @@ def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: A
     data = probe_data(task, dataset, features, str(request.store), budget, mode != "vectorised", progress)
     data.schedule = _with_epochs(data.schedule, request.max_epochs)
     started = time.perf_counter()
-    settings: dict[str, Any] = {}
+    range_tests = None
     if task.finds_lr if request.lr_find is None else request.lr_find:
         configs, tests = _range_tested(data, request, budget)
-        settings["lr_range_test"] = {config.name: test.to_json() for config, test in zip(configs, tests)}
+        range_tests = {config.name: test.to_json() for config, test in zip(configs, tests)}
     else:
         configs = types.probe_grid(data.features.layers, request.learning_rates, bool(data.mixed_layers))
     results = scheduling.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress,
                                   budget.bytes)
     items = {"train": data.train.n_items, "valid": data.valid.n_items, "test": data.test.n_items}
     return Trained(results, data.evaluator.monitor, data.schedule, mode, items, time.perf_counter() - started,
-                   settings)
+                   lr_range_test=range_tests)
 
 
 def _range_tested(data: types.ProbeData, request: ProbeRequest, budget: MemoryBudget
@@ -105,7 +106,8 @@ def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, featu
     items = {split: len(tracks) for split, tracks in data.splits.items()}
     return Trained(results, separation.MONITOR, data.schedule, SEPARATION_MODE, items,
                    time.perf_counter() - started,
-                   {**dataclasses.asdict(settings), "n_fft": data.spectrogram.n_fft, "hop": data.spectrogram.hop})
+                   separation={**dataclasses.asdict(settings), "n_fft": data.spectrogram.n_fft,
+                               "hop": data.spectrogram.hop})
 
 
 def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
@@ -135,10 +137,10 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
         "winner": {"index": winner, **results[winner].to_json()},
         "probes": [r.to_json() for r in results],
     }
-    if "lr_range_test" in trained.settings:
-        report["lr_range_test"] = trained.settings["lr_range_test"]
-    elif trained.settings:
-        report["separation"] = trained.settings
+    if trained.lr_range_test is not None:
+        report["lr_range_test"] = trained.lr_range_test
+    if trained.separation is not None:
+        report["separation"] = trained.separation
     request.out.mkdir(parents=True, exist_ok=True)
     (request.out / "results.json").write_text(json.dumps(report, indent=1))
     (request.out / "leaderboard.md").write_text(leaderboard(report))

@@ -145,7 +145,7 @@ class StemTrainer:
         with torch.no_grad():
             features = torch.from_numpy(self.data.track_features(track, self.layers)[:, None]).to(self.device)
             mixture = spec.complex(torch.from_numpy(track.mixture[None]).to(self.device))  # [frames, 1, C, bins]
-            magnitude = self.model(features, mixture.abs().mean(dim=2))  # [frames, 1, bins]
+            magnitude = self.model(features, spec.channel_mean(mixture))  # [frames, 1, bins]
             target = decode(magnitude[:, 0], mixture[:, 0], self.settings.decode)
             estimate = spec.inverse(target[:, None], track.n_samples)
         return estimate[0].cpu().numpy()

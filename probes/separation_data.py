@@ -72,8 +72,13 @@ class Spectrogram:
         return spec.reshape(batch, channels, *spec.shape[1:]).permute(3, 0, 1, 2)
 
     def magnitude(self, padded: Any) -> Any:
-        """The channel mean of the channels' magnitudes [frames, batch, bins] (open-unmix's mono ComplexNorm)."""
-        return self.complex(padded).abs().mean(dim=2)
+        return self.channel_mean(self.complex(padded))
+
+    @staticmethod
+    def channel_mean(spec: Any) -> Any:
+        """Complex [frames, batch, channels, bins] -> the channel mean of the channels' magnitudes [frames, batch,
+        bins] (open-unmix's mono ComplexNorm)."""
+        return spec.abs().mean(dim=2)
 
     def inverse(self, spec: Any, length: int) -> Any:
         """Complex [frames, batch, channels, bins] -> waveforms [batch, channels, length] (centred inverse STFT)."""

@@ -51,6 +51,7 @@ class Trained:
     items: dict[str, int]
     seconds: float
     separation: dict[str, Any] | None = None  # the separation trainer's settings
+    per_stem: bool = False  # the winner is chosen stem by stem (separation)
     lr_range_test: dict[str, Any] | None = None  # each probe's range test, by probe name
 
 
@@ -105,7 +106,7 @@ def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, featu
     results = separation.run_separation_grid(data, configs, settings, request.seed, request.device, progress)
     items = {split: len(tracks) for split, tracks in data.splits.items()}
     return Trained(results, separation.MONITOR, data.schedule, SEPARATION_MODE, items,
-                   time.perf_counter() - started,
+                   time.perf_counter() - started, per_stem=True,
                    separation={**dataclasses.asdict(settings), "n_fft": data.spectrogram.n_fft,
                                "hop": data.spectrogram.hop})
 
@@ -127,14 +128,20 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
             budget = dataclasses.replace(budget, bytes=int(request.memory_gb * 1e9))
         trained = train(request, task, dataset, features, budget, progress)
     results = trained.results
-    winner = select_winner(results, trained.monitor)
+    if trained.per_stem:
+        from marblekit.probes.separation import per_stem_winner
+
+        winner = per_stem_winner(results)
+    else:
+        best = select_winner(results, trained.monitor)
+        winner = {"index": best, **results[best].to_json()}
     report = {
         "task": task.name, "kind": task.kind, "monitor": trained.monitor, "outputs": list(dataset.outputs),
         "store": str(request.store), "store_metadata": features.attrs.to_json(), "data": str(request.data),
         "schedule": dataclasses.asdict(trained.schedule), "mode": trained.mode, "workers": request.workers,
         "seed": request.seed, "learning_rates": sorted({r.config.lr for r in results}), "memory_bytes": budget.bytes,
         "train_seconds": round(trained.seconds, 2), "items": trained.items,
-        "winner": {"index": winner, **results[winner].to_json()},
+        "winner": winner,
         "probes": [r.to_json() for r in results],
     }
     if trained.lr_range_test is not None:
@@ -148,7 +155,8 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
 
 
 def leaderboard(report: dict[str, Any]) -> str:
-    """Markdown table of every probe, best validation first; the selected probe is marked."""
+    """Markdown table of every probe, best validation first; the selected probe (each stem's, for separation) is
+    marked."""
     monitor = report["monitor"]
     lines = [f"# {report['task']} on {report['store_metadata'].get('model', report['store'])}", "",
              f"Selected on validation {monitor}: **{report['winner']['config']['name']}**, test score "
@@ -157,7 +165,8 @@ def leaderboard(report: dict[str, Any]) -> str:
              f"| rank | probe | epochs | best epoch | valid {monitor} | test score |", "|---|---|---|---|---|---|"]
     ranked = sorted(enumerate(report["probes"]), key=lambda p: (-p[1]["valid"][monitor], p[0]))
     for rank, (index, probe) in enumerate(ranked, 1):
-        mark = " ★" if index == report["winner"]["index"] else ""
+        chosen_for = [stem for stem, i in report["winner"].get("per_stem", {}).items() if i == index]
+        mark = " ★" if index == report["winner"]["index"] else f" ★ {', '.join(chosen_for)}" if chosen_for else ""
         lines.append(f"| {rank} | {probe['config']['name']}{mark} | {probe['epochs']} | {probe['best_epoch']} | "
                      f"{probe['valid'][monitor]:.4f} | {probe['test']['score']:.4f} |")
     return "\n".join(lines) + "\n"

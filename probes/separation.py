@@ -14,7 +14,9 @@ residual source, on the stereo mixture (``marblekit.probes.wiener``), or, as a f
 mixture's phase on the predicted magnitude; each track is scored with the global SDR of its stereo estimate and
 the tracks are averaged.
 
-A grid point's metrics are ``sdr_<stem>`` per stem and ``sdr``, their mean: the monitor and task score.
+A grid point's metrics are ``sdr_<stem>`` per stem and ``sdr``, their mean. The winner is chosen per stem, as
+the reference runs each target on its own (``per_stem_winner``): every stem's model of the grid point best on
+that stem's validation SDR; the task score is the mean of those models' test SDRs.
 """
 
 from __future__ import annotations
@@ -196,14 +198,33 @@ def summarise(config: ProbeConfig, runs: dict[str, StemRun]) -> SeparationResult
     best_so_far = [np.maximum.accumulate(r.valid_curve) for r in runs.values()]
     curve = [float(np.mean([b[min(e, len(b) - 1)] for b in best_so_far])) for e in range(epochs)]
     loss = [float(np.mean([r.train_loss[e] for r in runs.values() if e < len(r.train_loss)])) for e in range(epochs)]
-    valid = {f"sdr_{s}": r.valid_sdr for s, r in runs.items()}
-    test = {f"sdr_{s}": r.test_sdr for s, r in runs.items()}
-    valid[MONITOR] = float(np.mean(list(valid.values())))
-    test[MONITOR] = float(np.mean(list(test.values())))
-    valid["score"], test["score"] = valid[MONITOR], test[MONITOR]
+    valid = _with_mean({f"sdr_{s}": r.valid_sdr for s, r in runs.items()})
+    test = _with_mean({f"sdr_{s}": r.test_sdr for s, r in runs.items()})
     return SeparationResult(config=config, epochs=epochs, best_epoch=max(r.best_epoch for r in runs.values()),
                             valid_curve=curve, train_loss=loss, final_lr=min(r.final_lr for r in runs.values()),
                             valid=valid, test=test, stems={s: vars(r) for s, r in runs.items()})
+
+
+def _with_mean(sdrs: dict[str, float]) -> dict[str, float]:
+    """Per-stem ``sdr_<stem>`` plus ``sdr`` and ``score``, their mean."""
+    mean = float(np.mean(list(sdrs.values())))
+    return {**sdrs, MONITOR: mean, "score": mean}
+
+
+def per_stem_winner(results: list[SeparationResult]) -> dict[str, Any]:
+    """The reference's selection: for each stem the grid point whose model of that stem has the best
+    validation SDR (ties to the earliest in grid order). ``per_stem`` maps each stem to its grid index,
+    ``stems`` holds the chosen runs with their configurations, ``valid``/``test`` their SDRs and means."""
+    picks = {stem: int(np.argmax([r.stems[stem]["valid_sdr"] for r in results])) for stem in results[0].stems}
+    chosen = {stem: (results[i].config, results[i].stems[stem]) for stem, i in picks.items()}
+    return {
+        "index": None, "per_stem": picks,
+        "config": {"layer": None, "lr": None, "name": "; ".join(f"{s}: {c.name}" for s, (c, _) in chosen.items())},
+        "valid": _with_mean({f"sdr_{s}": run["valid_sdr"] for s, (_, run) in chosen.items()}),
+        "test": _with_mean({f"sdr_{s}": run["test_sdr"] for s, (_, run) in chosen.items()}),
+        "stems": {s: {**run, "config": {"layer": c.layer, "lr": c.lr, "name": c.name}}
+                  for s, (c, run) in chosen.items()},
+    }
 
 
 def run_separation_grid(data: SeparationData, configs: list[ProbeConfig], settings: SeparationSettings, seed: int,

@@ -16,6 +16,10 @@ def test_bench_probe_compares_modes_with_the_reference_sweep(tmp_path):
     assert set(rows) == {"marblekit per-layer", "reference-style sweep"}, report
     assert "2 of 18 runs timed" in rows["reference-style sweep"], report
     assert re.search(r"\d+\.\dx", rows["marblekit per-layer"]), report
+    # the sweep shares marblekit's item order and dropout masks: the same curves, to float rounding
+    difference = re.search(r"valid curves vs sweep: max \|diff\| (\S+) over 2 probes(,|\))",
+                           rows["marblekit per-layer"])
+    assert difference and float(difference.group(1)) < 1e-6 and difference.group(2) == ")", report
 
 
 def test_bench_probe_memory_runs_a_store_over_its_budget(tmp_path):

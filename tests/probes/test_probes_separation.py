@@ -21,6 +21,7 @@ from marblekit.probes.metrics import global_sdr
 from marblekit.probes.run import ProbeRequest, run_probe
 from marblekit.probes.separation import SeparationSettings
 from marblekit.probes.separation_data import Spectrogram
+from marblekit.probes.types import ProbeConfig
 
 AUDIO_RATE, STORE_RATE, FPS = 16000, 8000, 50.0
 LAYERS, DIM, SECONDS = 3, 8, 3.0
@@ -126,6 +127,24 @@ def test_wiener_decoding_beats_the_mixture_phase_on_a_noisy_estimate():
         waves = spec.inverse(separation.decode(estimate, mixture, how)[:, None], n)[0].numpy()
         scores[how] = global_sdr(target, waves)
     assert scores["wiener"] > scores["mixture-phase"] + 1.5, scores
+
+
+def test_each_stem_is_selected_on_its_own():
+    """The reference runs each target separately: vocals and drums each take their own best grid point, though
+    the middle one has the best mean; equal validation SDRs go to the earliest grid point."""
+    def result(lr: float, valid: dict[str, float]) -> separation.SeparationResult:
+        stems = {s: {"valid_sdr": v, "test_sdr": v - 1.0} for s, v in valid.items()}
+        return separation.SeparationResult(config=ProbeConfig(None, lr), epochs=1, best_epoch=1, valid_curve=[],
+                                           train_loss=[], final_lr=lr, stems=stems)
+
+    results = [result(1e-4, {"vocals": 5.0, "drums": 1.0, "bass": 2.0}),
+               result(1e-3, {"vocals": 4.0, "drums": 4.0, "bass": 2.0}),
+               result(1e-2, {"vocals": 0.0, "drums": 6.0, "bass": 1.0})]
+    winner = separation.per_stem_winner(results)
+    assert winner["per_stem"] == {"vocals": 0, "drums": 2, "bass": 0}
+    assert winner["test"] == pytest.approx({"sdr_vocals": 4.0, "sdr_drums": 5.0, "sdr_bass": 1.0, "sdr": 10 / 3,
+                                            "score": 10 / 3})
+    assert winner["stems"]["drums"]["config"]["lr"] == 1e-2 and winner["valid"]["sdr"] == pytest.approx(13 / 3)
 
 
 def render_stems(rng: np.random.Generator, stems: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -245,6 +264,10 @@ def test_trained_heads_beat_the_mixture(separation_set, tmp_path):
         assert winner["test"][f"sdr_{stem}"] > baseline[stem] + 3.0, (stem, winner["test"], baseline)
         assert set(winner["stems"][stem]) >= {"epochs", "best_epoch", "valid_curve", "valid_sdr", "test_sdr"}
     assert winner["test"]["score"] == pytest.approx(np.mean([winner["test"][f"sdr_{s}"] for s in STEMS]))
+    for stem, index in winner["per_stem"].items():  # each stem's own best model on validation
+        runs = [probe["stems"][stem] for probe in report["probes"]]
+        assert runs[index]["valid_sdr"] == max(run["valid_sdr"] for run in runs)
+        assert winner["test"][f"sdr_{stem}"] == runs[index]["test_sdr"]
     assert report["separation"]["hop"] == STORE_RATE / FPS and report["items"] == {"train": 8, "valid": 2, "test": 2}
 
 
@@ -256,9 +279,11 @@ def test_cli_writes_results(separation_set, tmp_path):
                  "--samples-per-track", "4", "--separation-batch", "8"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["kind"] == "separation" and results["monitor"] == "sdr" and results["mode"] == "sequential"
-    assert results["winner"]["config"]["name"] in {p["config"]["name"] for p in results["probes"]}
+    winner = results["winner"]
+    assert winner["config"]["name"] == "; ".join(f"{stem}: {results['probes'][i]['config']['name']}"
+                                                  for stem, i in winner["per_stem"].items())
     assert all(np.isfinite(p["test"]["sdr"]) for p in results["probes"])
-    assert (out / "leaderboard.md").read_text().count("★") == 1
+    assert (out / "leaderboard.md").read_text().count("★") == len(set(winner["per_stem"].values()))
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
 
 

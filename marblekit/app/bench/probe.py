@@ -7,7 +7,9 @@
 * marblekit ``vectorised`` mode (all probes stacked in one model).
 
 Wall time, CPU time and the peak resident memory of each (summed over the process tree, sampled every
-0.1 s), and whether the selected probe agrees. ``--reference-runs K`` times only K evenly spread configurations and
+0.1 s), whether the selected probe agrees, and each mode's largest per-probe difference from the sweep's
+validation curves (the sweep shares marblekit's item order and dropout masks, so the curves should agree to
+float rounding). ``--reference-runs K`` times only K evenly spread configurations and
 extrapolates the sweep's time (said so in the output); the winner is then compared among those K only.
 """
 
@@ -117,6 +119,7 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
             **{s: {"items": items, "labels": labels[items].tolist()} for s, items in split_items.items()}}))
 
         rows: list[Measured] = []
+        curves: dict[str, list[list[float]]] = {}
         python = sys.executable
         for mode in modes:
             out = workdir / f"marblekit-{mode}"
@@ -125,7 +128,9 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
                        "--seed", str(seed)]
             seconds, cpu, peak, _ = run_measured(command)
             report = json.loads((out / "results.json").read_text())
-            rows.append(Measured(f"marblekit {mode}", seconds, cpu, peak, report["winner"]["config"]["name"],
+            name = f"marblekit {mode}"
+            curves[name] = [p["valid_curve"] for p in report["probes"]]
+            rows.append(Measured(name, seconds, cpu, peak, report["winner"]["config"]["name"],
                                  f"test acc {report['winner']['test']['acc']:.3f}"))
 
         configs = probe_grid(range(layers), LEARNING_RATES)
@@ -138,7 +143,7 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
             out = workdir / f"reference-{index}.json"
             command = [python, "-m", "marblekit.app.bench.reference_probe", str(npy), "--layer",
                        "all" if config.layer is None else str(config.layer), "--lr", str(config.lr),
-                       "--schedule", spec, "--seed", str(seed), "--out", str(out)]
+                       "--schedule", spec, "--seed", str(seed), "--probe-id", str(index), "--out", str(out)]
             seconds, cpu, run_peak, _ = run_measured(command, env)
             total += seconds
             total_cpu += cpu
@@ -151,7 +156,22 @@ def bench_probe(layers: int = 13, dim: int = 768, classes: int = 10, reference_r
             note += (f"; {len(chosen)} of {len(configs)} runs timed ({total:.0f} s), time extrapolated, winner "
                      "among those")
         rows.append(Measured("reference-style sweep", total * scale, total_cpu * scale, peak, configs[best].name, note))
+        for row in rows[:-1]:
+            row.note += "; " + curve_difference(curves[row.name], {i: r["valid_curve"] for i, r in results.items()})
         return render(rows, len(configs), epochs)
+
+
+def curve_difference(mode_curves: list[list[float]], sweep_curves: dict[int, list[float]]) -> str:
+    """The largest per-probe difference between a mode's validation curves and the sweep's, and how many
+    probes stopped after a different number of epochs."""
+    largest, lengths = 0.0, 0
+    for index, sweep in sweep_curves.items():
+        mine = mode_curves[index]
+        lengths += len(mine) != len(sweep)
+        common = min(len(mine), len(sweep))
+        largest = max(largest, float(np.abs(np.subtract(mine[:common], sweep[:common])).max(initial=0.0)))
+    text = f"valid curves vs sweep: max |diff| {largest:.2g} over {len(sweep_curves)} probes"
+    return text + (f", {lengths} of other length" if lengths else "")
 
 
 def render(rows: list[Measured], n_probes: int, epochs: int) -> str:

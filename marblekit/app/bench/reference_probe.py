@@ -4,15 +4,19 @@ configuration (torch.optim.Adam with its fused kernel). It is the baseline of ``
 oracle the grid trainer is tested against; marblekit's own training never uses it.
 
 Run as a module it is one reference-style sweep run, in its own process, reading one ``.npy`` per item
-every epoch through a DataLoader (the reference's data path): see ``marblekit.app.bench.probe``.
+every epoch through a DataLoader (the reference's data path): see ``marblekit.app.bench.probe``. Its random
+streams are marblekit's (the item order of each epoch from numpy's ``default_rng(seed)``, each probe's dropout
+masks from ``SeededDropout``), not the DataLoader's shuffle and torch's global dropout draws: with the streams
+shared, a run's curve is comparable one-to-one with the same configuration's curve in marblekit's grid.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marblekit.probes.types import DROPOUT, HIDDEN_UNITS, ProbeConfig, Schedule
+from marblekit.probes.stacked import SeededDropout
+from marblekit.probes.types import BATCH_ITEMS, DROPOUT, HIDDEN_UNITS, ProbeConfig, Schedule
 
 #: (features [B, L+1, D] fp32, per-row targets, dropout keep-mask [B, 512] or None for nn-style dropout)
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -97,6 +102,20 @@ class ItemFiles(torch.utils.data.Dataset):
         return np.load(self.folder / f"{self.items[i]}.npy"), int(self.labels[i])
 
 
+class SharedOrder(torch.utils.data.Sampler[list[int]]):
+    """Batches of ``BATCH_ITEMS`` items in marblekit's order: one permutation per epoch from ``default_rng(seed)``."""
+
+    def __init__(self, n_items: int, seed: int) -> None:
+        self.n_items, self.shuffle = n_items, np.random.default_rng(seed)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self.shuffle.permutation(self.n_items)
+        return (order[start:start + BATCH_ITEMS].tolist() for start in range(0, self.n_items, BATCH_ITEMS))
+
+    def __len__(self) -> int:
+        return -(-self.n_items // BATCH_ITEMS)
+
+
 def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Windows of all items flattened into one batch, each window with its item's label and index."""
     x = torch.from_numpy(np.concatenate([f.transpose(1, 0, 2) for f, _ in batch]))
@@ -105,14 +124,17 @@ def collate(batch: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Te
     return x, y, item
 
 
-def sweep_run(folder: Path, layer: int | None, lr: float, schedule: Schedule, seed: int) -> dict[str, object]:
-    """One reference-style multiclass run over a bench folder (``marblekit.app.bench.probe`` writes it)."""
+def sweep_run(folder: Path, layer: int | None, lr: float, schedule: Schedule, seed: int,
+              probe_id: int) -> dict[str, object]:
+    """One reference-style multiclass run over a bench folder (``marblekit.app.bench.probe`` writes it), with
+    the dropout masks of probe ``probe_id`` of marblekit's grid."""
     meta = json.loads((folder / "meta.json").read_text())
     splits = {s: (np.array(meta[s]["items"]), np.array(meta[s]["labels"])) for s in ("train", "valid", "test")}
-    generator = torch.Generator().manual_seed(seed)
-    loaders = {s: torch.utils.data.DataLoader(ItemFiles(folder, *splits[s]), batch_size=64, shuffle=s == "train",
-                                              generator=generator if s == "train" else None, collate_fn=collate)
+    loaders = {s: torch.utils.data.DataLoader(ItemFiles(folder, *splits[s]), collate_fn=collate,
+                                              **({"batch_sampler": SharedOrder(len(splits[s][0]), seed)}
+                                                 if s == "train" else {"batch_size": BATCH_ITEMS}))
                for s in splits}
+    masks, steps = SeededDropout(seed), itertools.count()
 
     def accuracy(model: ReferenceProbe, split: str) -> float:
         correct = total = 0
@@ -127,7 +149,9 @@ def sweep_run(folder: Path, layer: int | None, lr: float, schedule: Schedule, se
 
     model = ReferenceProbe(meta["dim"], meta["hidden_states"], meta["classes"], layer, seed)
     curve, model = fit(model, ProbeConfig(layer, lr), schedule,
-                       lambda: ((x, y, None) for x, y, _ in loaders["train"]), lambda m: accuracy(m, "valid"))
+                       lambda: ((x, y, masks(np.array([probe_id]), next(steps), len(x))[0])
+                                for x, y, _ in loaders["train"]),
+                       lambda m: accuracy(m, "valid"))
     with torch.no_grad():
         return {"valid_curve": curve, "valid": max(curve), "test": accuracy(model, "test")}
 
@@ -139,13 +163,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, required=True)
     parser.add_argument("--schedule", required=True, help="loss,max_epochs,plateau_patience,stop_patience")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--probe-id", type=int, required=True, help="the configuration's index in marblekit's grid")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     loss, *numbers = args.schedule.split(",")
     schedule = Schedule(loss, *map(int, numbers))
     layer = None if args.layer == "all" else int(args.layer)
-    args.out.write_text(json.dumps(sweep_run(args.folder, layer, args.lr, schedule, args.seed)))
+    args.out.write_text(json.dumps(sweep_run(args.folder, layer, args.lr, schedule, args.seed,
+                                         args.probe_id)))
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ def probe_data(task: Task, dataset: Dataset, features: StoreFeatures, source: st
     train = by_split["train"]
     lengths = [len(u.rows) for u in train]
     train_set = TrainSet(rows["train"], np.concatenate([[0], np.cumsum(lengths)]),
-                         np.concatenate([_row_targets(task, u, fps, "train") for u in train]))
+                         np.concatenate([_row_targets(task, u, fps, "train") for u in train]),
+                         None if task.train_crop_s is None else round(task.train_crop_s * fps))
     evals = {}
     for split in ("valid", "test"):
         members = by_split[split]

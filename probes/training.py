@@ -23,20 +23,26 @@ from marblekit.probes.types import (BATCH_ITEMS, DROPOUT, HIDDEN_UNITS, EvalSet,
 EVAL_CHUNK_ROWS = 4096
 
 
-def _batch_positions(train: TrainSet, items: np.ndarray) -> np.ndarray:
+def _batch_positions(train: TrainSet, items: np.ndarray, shuffle: np.random.Generator) -> np.ndarray:
     """Positions in ``train.rows`` / ``train.targets`` of these items' rows, in item order, windows
-    flattened (the reference's collate)."""
-    starts, ends = train.offsets[items], train.offsets[items + 1]
-    lengths = ends - starts
+    flattened (the reference's collate); with ``crop_rows``, of one random crop of each longer item, its start
+    drawn as the reference draws it (``randint(0, length - crop)``)."""
+    starts = train.offsets[items]
+    lengths = train.offsets[items + 1] - starts
+    if train.crop_rows is not None:
+        longer = lengths > train.crop_rows
+        starts = starts + np.where(longer, shuffle.integers(0, np.maximum(lengths - train.crop_rows, 1)), 0)
+        lengths = np.minimum(lengths, train.crop_rows)
     within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.repeat(starts, lengths) + within
 
 
 def epoch_batches(train: TrainSet, shuffle: np.random.Generator) -> Iterator[np.ndarray]:
-    """One epoch's batches of ``BATCH_ITEMS`` items in a fresh shuffled order, as row positions."""
+    """One epoch's batches of ``BATCH_ITEMS`` items in a fresh shuffled order (crops drawn batch by batch), as
+    row positions."""
     order = shuffle.permutation(train.n_items)
     for start in range(0, train.n_items, BATCH_ITEMS):
-        yield _batch_positions(train, order[start:start + BATCH_ITEMS])
+        yield _batch_positions(train, order[start:start + BATCH_ITEMS], shuffle)
 
 
 class Stepper:

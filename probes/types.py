@@ -64,11 +64,13 @@ class Schedule:
 @dataclass
 class TrainSet:
     """Training rows grouped by item: item i owns ``rows[offsets[i]:offsets[i+1]]`` of the feature array;
-    ``targets`` has one entry per row (the item's label repeated per window, or a per-frame label)."""
+    ``targets`` has one entry per row (the item's label repeated per window, or a per-frame label).
+    ``crop_rows``: each epoch trains on one random run of this many consecutive rows of each longer item."""
 
     rows: np.ndarray
     offsets: np.ndarray
     targets: np.ndarray
+    crop_rows: int | None = None
 
     @property
     def n_items(self) -> int:

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                        "the feature service for apps: gRPC audio in, features out, in front of Triton"),
     "bench": ("marblekit.app.commands.bench", "benchmarks with side-by-side ratios: backbone, serve, extract, probe"),
     "synth": ("marblekit.app.commands.synth", "render the synthetic labelled music suite with FluidSynth"),
+    "musdb-remix": ("marblekit.app.commands.musdb_remix",
+                    "MUSDB18's remixing augmentation drawn once: a MUSDB18 folder whose train/ holds the remixes"),
     "probe": ("marblekit.app.commands.probe",
               "score a feature store on a MARBLE task: the whole probe grid in one job"),
     "report": ("marblekit.app.commands.report", "MARBLE-style table and per-layer plot across probe results"),

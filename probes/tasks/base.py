@@ -86,7 +86,8 @@ class Dataset:
 @dataclass(frozen=True)
 class Task(ABC):
     """A probing task; subclasses read their dataset's layout in ``load``. ``finds_lr``: the reference runs a
-    learning-rate range test per probe instead of the grid's rates (``marblekit.probes.lr_finder``)."""
+    learning-rate range test per probe instead of the grid's rates (``marblekit.probes.lr_finder``).
+    ``train_crop_s``: the reference trains on one random crop of this length of each item per epoch."""
 
     name: str
     kind: str
@@ -95,6 +96,7 @@ class Task(ABC):
     monitor: str
     data_help: str
     finds_lr: bool = field(default=False, kw_only=True)
+    train_crop_s: float | None = field(default=None, kw_only=True)
 
     @abstractmethod
     def load(self, root: Path) -> Dataset:

@@ -67,7 +67,7 @@ class GTZANBeat(Task):
 GENRE = GTZANGenre("gtzan-genre", "multiclass", Schedule("ce", 100, 6, 20),
                    FeatureNeeds(window_s=WHOLE_CLIP_S, hop_s=WHOLE_CLIP_S), "acc",
                    "GTZAN folder with genres/<genre>/*.wav")
-# The reference trains on random 10 s crops of audio run through the backbone on the fly; stored features
-# are whole clips, so marblekit trains on the whole clip's frames (the rest of the protocol is unchanged).
+# The reference trains on a random 10 s crop of each clip per epoch, run through the backbone on the fly;
+# marblekit crops the clip's stored frames the same way (their context is the whole clip: see the README).
 BEAT = GTZANBeat("gtzan-beat", "beat", Schedule("ce", 100, 6, 20), FeatureNeeds(level="frames"), "beat_f",
-                 "GTZAN folder with genres/ and GTZAN-Rhythm_v2_ismir2015_lbd/")
+                 "GTZAN folder with genres/ and GTZAN-Rhythm_v2_ismir2015_lbd/", train_crop_s=10.0)

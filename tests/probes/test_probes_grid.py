@@ -9,10 +9,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from marblekit.app.bench.reference_probe import ReferenceProbe, fit
 from marblekit.core.layers import LayerColumns
-from marblekit.probes import scheduling, selection, stacked, types
+from marblekit.probes import scheduling, selection, stacked, training, types
 from marblekit.probes.evaluators import MulticlassEvaluator
 from marblekit.probes.matrix import LayerMatrix
 from marblekit.probes.slabs import Slabs
@@ -187,3 +188,27 @@ def test_per_layer_jobs_stack_learning_rates_only_where_it_pays():
     assert len(few_layers) >= 2 * scheduling.JOBS_PER_WORKER and all(len(job) <= 6 for job in few_layers)
     assert sorted(i for job in few_layers for i in job) == list(range(18))
     assert scheduling._worker_groups(configs, "per-probe", workers=2, batch_rows=64)[0] == [78]
+
+
+def test_training_crops_follow_the_reference_draw():
+    """With ``crop_rows`` every item longer than the crop trains on one run of ``crop_rows`` consecutive rows per
+    epoch, its start uniform on [0, length - crop) as the reference's ``np.random.randint`` draws it; items no
+    longer than the crop train whole."""
+    lengths = np.array([5, 20, 30, 10])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    train = types.TrainSet(np.arange(offsets[-1]), offsets, np.zeros(offsets[-1], np.int64), crop_rows=10)
+    shuffle = np.random.default_rng(0)
+    starts = {1: [], 2: []}
+    for _ in range(600):
+        (positions,) = list(training.epoch_batches(train, shuffle))
+        owner = np.searchsorted(offsets, positions, side="right") - 1
+        assert np.bincount(owner, minlength=4).tolist() == [5, 10, 10, 10]
+        for item in (1, 2):
+            mine = positions[owner == item]
+            assert (np.diff(mine) == 1).all()
+            starts[item].append(mine[0] - offsets[item])
+        assert (positions[owner == 0] == np.arange(5)).all() and (positions[owner == 3] == np.arange(55, 65)).all()
+    for item, high in ((1, 10), (2, 20)):
+        counts = np.bincount(starts[item], minlength=high + 1)
+        assert counts[high] == 0 and (counts[:high] > 0).all(), (item, counts)
+        assert stats.chisquare(counts[:high]).pvalue > 1e-3

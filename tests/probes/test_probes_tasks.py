@@ -57,6 +57,22 @@ def test_gtzan_beat_reads_jams(tmp_path):
     np.testing.assert_allclose(item.label, [0.5, 1.0, 1.5])
 
 
+def test_gtzan_beat_trains_on_ten_second_crops_of_the_stored_frames(tmp_path):
+    """The reference's 10 s training crops, at the store's frame rate; evaluation keeps whole clips."""
+    fps, seconds, width = 50, 12, 4
+    attrs = StoreAttrs(model="m", sample_rate=16000, frame_rate=fps, window_s=30.0, hop_s=30.0, layers=(0, 1),
+                       frame_layers=(0, 1), layer_dims=(width,) * 2, weighted_layers=(1,), random_init=True,
+                       precision="fp16")
+    ids = [f"genres/blues/blues.0000{i}.wav" for i in range(3)]
+    frames = np.random.default_rng(0).normal(size=(3 * seconds * fps, 2, width))
+    write_store(tmp_path / "s.zarr", attrs, ids, pooled=np.zeros((3, 2, width)), window_track=np.arange(3),
+                window_length=[float(seconds)] * 3, frames=frames, frame_counts=[seconds * fps] * 3)
+    dataset = Dataset([Item(i, split, np.array([1.0, 2.0])) for i, split in zip(ids, SPLITS)], ("no beat", "beat"))
+    data = assemble.probe_data(get_task("gtzan-beat"), dataset, read_store(tmp_path / "s.zarr", "frames"), "s.zarr")
+    assert data.train.crop_rows == 10 * fps and data.train.n_items == 1
+    assert len(data.valid.rows) == len(data.test.rows) == seconds * fps
+
+
 def write_mp3(path: Path, seconds: float, rate: int = 8000) -> None:
     """A quiet tone as MP3 (PyAV's LAME), whose container states its duration."""
     import av

@@ -143,7 +143,8 @@ def plan_extraction(request: ExtractRequest, entries: list[Entry], info: ServedM
                            Preparation(info.sample_rate, info.normalize_input, request.crop_s,
                                        info.normalize_input and request.normalize_windows),
                            frame_layers, request.batch, request.decoders, request.shard, request.scratch)
-    store = Store(request.store, store_attrs(info, settings), [entry.id for entry in entries], request.block_tracks)
+    store = Store(request.store, store_attrs(info, settings), len(entries), request.block_tracks,
+                  [entry.id for entry in entries])
     retried = store.reopen_failed() if request.retry_failed else 0
     return Plan(entries, settings, store, retried)
 

@@ -13,7 +13,6 @@ Batches never cross blocks, so a block's results do not depend on which process 
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import contextlib
 import logging
@@ -40,6 +39,7 @@ from marblekit.core.windows import Windowing
 
 from .catalog import Entry
 from .engine import Engine, InferenceError
+from .lookahead import submitted_ahead
 from .progress import Progress
 from .store import Block, Store
 
@@ -200,16 +200,12 @@ class ExtractionJob:
 
     def _tracks_ahead(self, decoders: Decoders, blocks: list[int]) -> Iterator[tuple[_BlockWork, int, Pending]]:
         """Every track of the claimed ones of ``blocks`` in catalog order with its decoding, submitted at most
-        ``prefetch`` tracks ahead of use (decoded tracks wait on the scratch disk, so this bounds it)."""
-        ahead: collections.deque[tuple[_BlockWork, int, Pending]] = collections.deque()
-        prefetch = 2 * self.settings.workers + 2
-        for work in self._claimed_blocks(blocks):
-            for local, track in enumerate(work.tracks):
-                ahead.append((work, local, decoders.submit(self.entries[track])))
-                if len(ahead) > prefetch:
-                    yield ahead.popleft()
-        while ahead:
-            yield ahead.popleft()
+        2 x workers + 2 tracks ahead of use (decoded tracks wait on the scratch disk, so this bounds it)."""
+        tracks = ((work, local, track) for work in self._claimed_blocks(blocks)
+                  for local, track in enumerate(work.tracks))
+        decode = lambda t: decoders.submit(self.entries[t[2]])  # noqa: E731
+        for (work, local, _), pending in submitted_ahead(tracks, decode, 2 * self.settings.workers + 2):
+            yield work, local, pending
 
     def _feed(self, work: _BlockWork, local: int, decoded: tuple[Prepared | None, str]) -> None:
         """Cut one decoded track into windows and send them; its scratch file goes once they are read."""

@@ -61,7 +61,7 @@ class BlockWorker:
     def __init__(self, request: ExtractRequest, num_tracks: int, settings: JobSettings, attrs: StoreAttrs):
         self.engine = open_engine(request, log.warning)
         self.settings = settings
-        self.store = Store.attach(request.store, attrs, num_tracks, request.block_tracks)
+        self.store = Store(request.store, attrs, num_tracks, request.block_tracks)
         self._decoders = contextlib.ExitStack()  # kept open across blocks
         self.decoders = self._decoders.enter_context(open_decoders(settings))
 

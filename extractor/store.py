@@ -20,7 +20,6 @@ finalisers could race there, so only the Ray driver or a run without ``--shard``
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import contextlib
 import dataclasses
@@ -39,12 +38,16 @@ from marblekit.core.store_layout import (ATTRS_KEY, DONE_MARKERS, FAILED, FRAME_
                                          create_store, mark_finalized, read_layout, storable_text)
 from marblekit.core.store_location import StoreLocation, is_url
 
+from .lookahead import submitted_ahead
+
 LOCKS = ".marblekit-locks"
 BUCKETS = "blocks"
 #: threads that read the buckets ahead of the finaliser (object storage answers each request in tens of ms)
 FINALIZE_READERS = 16
 #: frames per window in a block's bucket (the flat store keeps offsets instead)
 FRAME_COUNTS = ArraySpec("frame_counts", "int64", ("window",))
+#: the arrays every block's bucket and the flat store hold alike (with frames, FRAMES too)
+SHARED_ARRAYS = (POOLED, WINDOW_TRACK, WINDOW_START, WINDOW_LENGTH, TRACK_STATUS, TRACK_ERROR)
 
 
 @dataclass
@@ -81,29 +84,25 @@ def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
 class Store:
     """Writer side of one extraction store; see the module docstring for the protocol."""
 
-    def __init__(self, path: StoreLocation, attrs: StoreAttrs, track_ids: list[str], block_tracks: int):
-        """Open the store, checking that it was made from this catalog with these settings, or create it."""
-        self._setup(path, attrs, len(track_ids), block_tracks)
-        self.track_ids = track_ids
-        with self.store_lock():
-            self.group = self._open_or_create()
-
-    @classmethod
-    def attach(cls, path: StoreLocation, attrs: StoreAttrs, num_tracks: int, block_tracks: int) -> Store:
-        """Open a store that exists and was checked against its catalog by whoever created it (a Ray worker's,
-        checked by the driver), without reading the track ids."""
-        store = cls.__new__(cls)
-        store._setup(path, attrs, num_tracks, block_tracks)
-        store.group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
-        return store
-
-    def _setup(self, path: StoreLocation, attrs: StoreAttrs, num_tracks: int, block_tracks: int) -> None:
+    def __init__(self, path: StoreLocation, attrs: StoreAttrs, num_tracks: int, block_tracks: int,
+                 track_ids: list[str] | None = None):
+        """With the catalog's ``track_ids``: open the store, checking that it was made from this catalog with
+        these settings, or create it. Without: open a store that exists and was checked against its catalog by
+        whoever created it (a Ray worker's, checked by the driver), reading no track ids."""
+        if track_ids is not None and len(track_ids) != num_tracks:
+            raise ValueError(f"{len(track_ids)} track ids for a store of {num_tracks} tracks")
         self.path = path
         self.locks = None if is_url(path) else Path(path) / LOCKS  # object storage: no flock (see above)
         self.attrs = attrs
         self.num_tracks = num_tracks
         self.block_tracks = block_tracks
         self.num_blocks = max(1, -(-num_tracks // block_tracks))
+        self.track_ids = track_ids
+        if track_ids is None:
+            self.group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        else:
+            with self.store_lock():
+                self.group = self._open_or_create()
 
     def store_lock(self) -> contextlib.AbstractContextManager[bool]:
         return locked(self.locks / "store") if self.locks else contextlib.nullcontext(True)
@@ -224,8 +223,7 @@ class Store:
 
     def _unfinalize(self) -> None:
         """Copy every block of the flat arrays back into its bucket, then mark the store incomplete."""
-        flat = {spec.name: self.group[spec.name] for spec in (POOLED, WINDOW_TRACK, WINDOW_START, WINDOW_LENGTH,
-                                                               TRACK_STATUS, TRACK_ERROR)}
+        flat = {spec.name: self.group[spec.name] for spec in SHARED_ARRAYS}
         window_track = flat[WINDOW_TRACK.name][...]
         frames = bool(self.attrs.frame_layers)
         offsets = self.group[FRAME_OFFSETS.name][...] if frames else None
@@ -253,7 +251,7 @@ class Store:
 
     def _finalize(self) -> None:
         frames = bool(self.attrs.frame_layers)
-        names = [spec.name for spec in (POOLED, WINDOW_TRACK, WINDOW_START, WINDOW_LENGTH, TRACK_STATUS, TRACK_ERROR)]
+        names = [spec.name for spec in SHARED_ARRAYS]
         names += [FRAMES.name, FRAME_COUNTS.name] if frames else []
         with cf.ThreadPoolExecutor(FINALIZE_READERS, thread_name_prefix="finalize") as pool:
             buckets = list(pool.map(self._bucket, range(self.num_blocks)))
@@ -283,10 +281,5 @@ def _read_ahead(pool: cf.Executor, buckets: list[zarr.Group], names: list[str]) 
     def read(bucket: zarr.Group) -> dict[str, np.ndarray]:
         return {name: bucket[name][...] for name in names}
 
-    ahead: collections.deque[cf.Future] = collections.deque()
-    for bucket in buckets:
-        ahead.append(pool.submit(read, bucket))
-        if len(ahead) > 2 * FINALIZE_READERS:
-            yield ahead.popleft().result()
-    while ahead:
-        yield ahead.popleft().result()
+    for _, reading in submitted_ahead(buckets, lambda bucket: pool.submit(read, bucket), 2 * FINALIZE_READERS):
+        yield reading.result()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -64,6 +65,18 @@ def translate_error(err: InferenceServerException, url: str, model: str, timeout
     if status.endswith("DEADLINE_EXCEEDED"):
         return DeadlineExceeded(f"{model!r} at {url} did not answer within {timeout:g} s (DEADLINE_EXCEEDED)")
     return ServingError(f"{model!r} at {url} rejected the request ({status or 'error'}): {message}")
+
+
+@dataclass(frozen=True)
+class ServerStatistics:
+    """A model's cumulative counters on its server. Fewer ``executions`` than ``requests`` means requests were
+    batched; ``queue_s`` is the requests' total wait in the scheduler, ``compute_s`` their total time in the
+    model (inputs, inference, outputs)."""
+
+    requests: int
+    executions: int
+    queue_s: float
+    compute_s: float
 
 
 class ModelClient:
@@ -145,14 +158,17 @@ class ModelClient:
         return self.retry.call(once, lambda error: isinstance(error, RETRYABLE), self.notify,
                                subject=f"Triton at {self.url}")
 
-    def execution_counts(self) -> tuple[int, int]:
-        """(requests served, model executions) so far; fewer executions than requests means batching happened."""
+    def statistics(self) -> ServerStatistics:
+        """The model's counters on the server so far (Triton's inference statistics)."""
         try:
             stats = self._client.get_inference_statistics(self.model, client_timeout=self.timeout)
         except InferenceServerException as err:
             raise translate_error(err, self.url, self.model, self.timeout) from None
         model_stats = stats.model_stats[0]
-        return int(model_stats.inference_stats.success.count), int(model_stats.execution_count)
+        inference = model_stats.inference_stats
+        compute_ns = inference.compute_input.ns + inference.compute_infer.ns + inference.compute_output.ns
+        return ServerStatistics(int(inference.success.count), int(model_stats.execution_count),
+                                inference.queue.ns / 1e9, compute_ns / 1e9)
 
     def close(self) -> None:
         self._client.close()

@@ -5,6 +5,8 @@ end), and the handcrafted features beat each task's recorded chance level where 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,10 +41,11 @@ HANDCRAFTED_BEATS_CHANCE = {"synth-beat": ("beat_f", "f_measure"), "synth-taggin
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("demo")
     assert main(["demo", "--scale", "tiny", "--out", str(out), "--no-progress", "--max-epochs", "15"]) == 0
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)  # a few hundred MB of audio, models and stores
 
 
 def test_leaderboard_has_every_task_for_both_backbones(demo: Path) -> None:

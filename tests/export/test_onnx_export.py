@@ -3,6 +3,8 @@ batch sizes and two lengths; the Triton configs parse with model_config.proto an
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +33,11 @@ ONNX_TYPES = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.FLOAT16: mc
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("model_repository")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The module's exports (most of a GB): removed once its tests are done, so CI's disk does not fill."""
+    path = tmp_path_factory.mktemp("model_repository")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def waveforms(sample_rate: int) -> list[np.ndarray]:

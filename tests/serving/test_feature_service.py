@@ -150,7 +150,7 @@ def test_a_hundred_concurrent_callers_share_batches(service: FeatureServer, trit
         expected = {path.name: client.embed(path.read_bytes(), HANDCRAFTED, window_s=WINDOW).pooled for path in files}
     view = open_pooled(stores[HANDCRAFTED])
     with ModelClient(triton.grpc_url, HANDCRAFTED) as counts:
-        requests_before, executions_before = counts.execution_counts()
+        before = counts.statistics()
 
         def caller(index: int) -> bool:
             path = files[index % len(files)]
@@ -172,12 +172,12 @@ def test_a_hundred_concurrent_callers_share_batches(service: FeatureServer, trit
         with cf.ThreadPoolExecutor(100) as pool:
             answers = list(pool.map(caller, range(100)))
         assert time.monotonic() - started < 120
-        requests_after, executions_after = counts.execution_counts()
+        after = counts.statistics()
     assert all(answers)
     windows_per_track = dict(zip(view.track_id.tolist(), np.bincount(view.window_track).tolist()))
     windows_asked = sum(windows_per_track[files[index % len(files)].name] for index in range(100) if index % 3 != 2)
-    triton_requests = requests_after - requests_before
-    assert executions_after - executions_before <= triton_requests
+    triton_requests = after.requests - before.requests
+    assert after.executions - before.executions <= triton_requests
     assert 0 < triton_requests < windows_asked / 2, (triton_requests, windows_asked)
 
 

@@ -134,16 +134,17 @@ def test_concurrent_requests_are_batched_and_correct(server: EmbeddedTriton, ses
     requests = 12
     waveforms = [_audio(100 + i, 1, 24000) for i in range(requests)]
     with ModelClient(server.grpc_url, MERT) as client:
-        served_before, executions_before = client.execution_counts()
+        before = client.statistics()
         with ThreadPoolExecutor(requests) as pool:
             results = list(pool.map(lambda w: client.infer(w, outputs=OUTPUTS), waveforms))
-        served_after, executions_after = client.execution_counts()
+        after = client.statistics()
     for waveform, served in zip(waveforms, results):
         expected = _reference(sessions[MERT], waveform)
         for name in OUTPUTS:  # batched with other requests: onnxruntime may pick other kernels, so not bitwise
             np.testing.assert_allclose(served[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
-    assert served_after - served_before == requests
-    assert executions_after - executions_before < requests, "the Python backend never batched two requests"
+    assert after.requests - before.requests == requests
+    assert after.executions - before.executions < requests, "the Python backend never batched two requests"
+    assert after.compute_s > before.compute_s
 
 
 @pytest.mark.parametrize("waveform, message", [

@@ -1,23 +1,31 @@
-"""``marblekit bench extract``: the extractor end to end against the bare engine and a MARBLE-style loop.
+"""``marblekit bench extract``: the extractor as users run it, against the bare engine and a MARBLE-style loop, and
+where its time goes.
 
-All three runs see the same synthetic catalog (44.1 kHz stereo FLAC, so decoding and resampling count) and
-the same weights (one seeded random init, exported once), in one process, one after the other:
+All runs see the same synthetic catalog (44.1 kHz stereo FLAC, so decoding and resampling count) and the same
+weights (one seeded random init, exported once), one after the other:
 
-  extract   ``marblekit extract --engine local`` as a user runs it (the extractor's API): decode workers,
-            batching, store writes;
+  triton    ``marblekit extract --server`` through the embedded Triton over gRPC: the path users run;
+  local     ``marblekit extract --engine local``: onnxruntime in the extracting process;
   engine    onnxruntime alone on the same windows (prepared beforehand, same batches): the ceiling;
   marble    MARBLE v1's loop: one file at a time, transformers eager fp32 one window at a time, one
             [L, n_windows, D] float32 .npy per file.
 
-Reported: audio-seconds per second of each, efficiency = extract / engine (goal >= 0.9), speed-up over the
-MARBLE loop, and bytes per audio-hour of the Zarr store (fp16) against the .npy files (fp32).
+Reported: audio-seconds per second of each; efficiency = extract / engine (goal >= 0.9); the speed-up over the
+MARBLE loop; the engine's achieved GFLOP/s (its FLOPs counted by torch's FlopCounterMode on the eager model)
+against this machine's fp32 GEMM peak measured in the same run (a large matmul; goal >= 0.7); every stage of the
+pipeline timed alone on the same catalog, one after another (decode, mix-down + resample, normalise, windowing,
+inference, gRPC + Triton, store), so that the bottleneck is named; and bytes per audio-hour of the store (fp16)
+against the .npy files (fp32).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,45 +33,80 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from marblekit.core.audio_input import Preparation, prepare
-from marblekit.core.backbones import get_backbone
+from marblekit.core.audio_input import Preparation, assemble, decode, prepare, stream_pcm
+from marblekit.core.backbones import BackboneSpec, get_backbone
 from marblekit.core.served_model import POOLED
+from marblekit.core.store_layout import StoreReader, write_store
 from marblekit.core.windows import Windowing
 from marblekit.export.loading import load_encoder
 from marblekit.export.pipeline import export_model
 from marblekit.extractor.api import ExtractRequest, extract
-from marblekit.extractor.engine import LocalEngine
+from marblekit.extractor.engine import Engine, LocalEngine
+from marblekit.extractor.triton import TritonEngine
+from marblekit.serving.client import ModelClient
+from marblekit.serving.embedded import EmbeddedTriton
+
+STAGES = ("decode", "mix-down + resample", "normalise", "windowing", "inference", "gRPC + Triton", "store")
+GEMM_SIZE = 2048
+
+
+@dataclass(frozen=True)
+class Run:
+    """One way of extracting the catalog: its whole wall time, and its pipeline's alone where it has one."""
+
+    name: str
+    seconds: float
+    pipeline_s: float | None = None
 
 
 @dataclass(frozen=True)
 class BenchResult:
+    model: str
     audio_s: float
-    extract_s: float  # the whole command: model load, worker start-up, pipeline, finalising
-    pipeline_s: float  # the pipeline alone (what a long catalog converges to)
-    engine_s: float
-    marble_s: float
+    windows: int
+    triton: Run
+    local: Run
+    engine: Run
+    marble: Run
+    triton_compute_s: float  # the server's own statistics: time in the model during the Triton run
+    stages: dict[str, float]
+    gflop_per_audio_s: float
+    gemm_gflops: float
     store_bytes: int
     npy_bytes: int
-    windows: int
-    model: str
+
+    def speed(self, seconds: float) -> float:
+        return self.audio_s / seconds
 
     def render(self) -> str:
         hours = self.audio_s / 3600
-        speed = {name: self.audio_s / seconds for name, seconds in
-                 (("extract", self.extract_s), ("pipeline", self.pipeline_s), ("engine", self.engine_s),
-                  ("marble", self.marble_s))}
-        lines = [f"bench extract: {self.model}, {self.audio_s:.0f} audio-s in {self.windows} windows",
-                 f"  {'run':<34}{'wall s':>9}{'audio-s/s':>12}",
-                 f"  {'marblekit extract --engine local':<34}{self.extract_s:>9.2f}{speed['extract']:>12.2f}",
-                 f"  {'  of which the pipeline':<34}{self.pipeline_s:>9.2f}{speed['pipeline']:>12.2f}",
-                 f"  {'bare onnxruntime, same windows':<34}{self.engine_s:>9.2f}{speed['engine']:>12.2f}",
-                 f"  {'MARBLE loop (eager fp32, .npy)':<34}{self.marble_s:>9.2f}{speed['marble']:>12.2f}",
-                 f"  efficiency extract / engine: {speed['extract'] / speed['engine']:.2f} whole command, "
-                 f"{speed['pipeline'] / speed['engine']:.2f} pipeline (goal >= 0.9)",
-                 f"  speed-up over the MARBLE loop: {speed['extract'] / speed['marble']:.2f}x",
-                 f"  storage per audio-hour: store {self.store_bytes / hours / 1e6:.1f} MB (fp16 Zarr), "
-                 f"MARBLE .npy {self.npy_bytes / hours / 1e6:.1f} MB (fp32); ratio "
-                 f"{self.store_bytes / self.npy_bytes:.2f}"]
+        lines = [f"bench extract: {self.model}, {self.audio_s:.0f} audio-s in {self.windows} windows, "
+                 f"{os.cpu_count()} CPU cores",
+                 f"  {'run':<44}{'wall s':>9}{'audio-s/s':>12}"]
+        for run in (self.triton, self.local, self.engine, self.marble):
+            lines.append(f"  {run.name:<44}{run.seconds:>9.2f}{self.speed(run.seconds):>12.2f}")
+            if run.pipeline_s is not None:
+                lines.append(f"  {'  of which the pipeline':<44}{run.pipeline_s:>9.2f}"
+                             f"{self.speed(run.pipeline_s):>12.2f}")
+        for run in (self.triton, self.local):
+            lines.append(f"  efficiency {run.name} / engine: {self.engine.seconds / run.seconds:.2f} whole command, "
+                         f"{self.engine.seconds / run.pipeline_s:.2f} pipeline (goal >= 0.9); "
+                         f"{self.marble.seconds / run.seconds:.2f}x the MARBLE loop")
+        lines.append(f"  Triton spent {self.triton_compute_s:.2f} s in the model during the Triton run's "
+                     f"{self.triton.pipeline_s:.2f} s pipeline (its own statistics)")
+        achieved = self.gflop_per_audio_s * self.speed(self.engine.seconds)
+        lines.append(f"  compute: the bare engine ran {achieved:.0f} GFLOP/s ({self.gflop_per_audio_s:.1f} GFLOP per "
+                     f"audio-second, counted on the eager model); fp32 GEMM peak {self.gemm_gflops:.0f} GFLOP/s "
+                     f"({GEMM_SIZE}x{GEMM_SIZE} matmul, all cores): {achieved / self.gemm_gflops:.2f} of peak "
+                     "(goal >= 0.7)")
+        total = sum(self.stages.values())
+        lines.append("  where the time goes, each stage alone on the same catalog, one after another:")
+        for stage, seconds in self.stages.items():
+            lines.append(f"    {stage:<22}{seconds:>8.2f} s {100 * seconds / total:>5.1f} %")
+        lines.append(f"    bottleneck: {max(self.stages, key=self.stages.__getitem__)}")
+        lines.append(f"  storage per audio-hour: store {self.store_bytes / hours / 1e6:.1f} MB (fp16 Zarr), MARBLE "
+                     f".npy {self.npy_bytes / hours / 1e6:.1f} MB (fp32); ratio "
+                     f"{self.store_bytes / self.npy_bytes:.2f}")
         return "\n".join(lines)
 
 
@@ -88,6 +131,12 @@ def _du(path: Path) -> int:
     return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
 
 
+def _timed(work: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
 def write_catalog(directory: Path, tracks: int, seconds: float) -> float:
     rng = np.random.default_rng(0)
     rate = 44100
@@ -97,6 +146,86 @@ def write_catalog(directory: Path, tracks: int, seconds: float) -> float:
         stereo = 0.1 * tones[:, None] + 0.02 * rng.standard_normal((t.size, 2))
         sf.write(directory / f"track{index:03d}.flac", stereo.astype(np.float32), rate)
     return tracks * t.size / rate
+
+
+def prepared_clips(files: list[Path], preparation: Preparation, stages: dict[str, float]) -> list[np.ndarray]:
+    """Each file as the model's input, its decode, mix-down + resample and normalisation timed apart."""
+    clips = []
+    def decoded(path: Path) -> tuple[np.ndarray, int]:
+        blocks, rate = decode(path, 0.0, None)
+        return np.concatenate(list(blocks)), rate
+
+    for path in files:
+        seconds, (pcm, rate) = _timed(lambda: decoded(path))
+        stages["decode"] += seconds
+        parts: list[np.ndarray] = []
+        seconds, statistics = _timed(lambda: stream_pcm(pcm, rate, preparation, parts.append))
+        stages["mix-down + resample"] += seconds
+        seconds, clip = _timed(lambda: assemble(parts, statistics, preparation))
+        stages["normalise"] += seconds
+        clips.append(clip)
+    return clips
+
+
+def window_batches(clips: list[np.ndarray], windowing: Windowing, rate: int, batch: int
+                   ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Full windows ``batch`` at a time, each shorter last window alone (as the extractor batches them), and
+    the clip of every window in batch order."""
+    full, tails = [], []
+    for index, clip in enumerate(clips):
+        for start, stop in windowing.bounds(len(clip), rate):
+            (full if stop - start == round(windowing.window_s * rate) else tails).append((index, clip[start:stop]))
+    batches = [np.stack([w for _, w in full[i:i + batch]]) for i in range(0, len(full), batch)]
+    return batches + [w[None] for _, w in tails], np.array([index for index, _ in full + tails])
+
+
+def infer_all(engine: Engine, batches: list[np.ndarray]) -> list[np.ndarray]:
+    return [engine.infer(batch, (POOLED,))[POOLED] for batch in batches]
+
+
+def counted_flops(spec: BackboneSpec, batches: list[np.ndarray]) -> float:
+    """FLOPs of the eager model over these batches (torch's FlopCounterMode, one window per length)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    encoder, _ = load_encoder(spec, random_init=spec.needs_weights)
+    per_window = {}
+    with torch.inference_mode():
+        for length in sorted({batch.shape[1] for batch in batches}):
+            counter = FlopCounterMode(display=False)
+            with counter:
+                encoder(torch.zeros(1, length))
+            per_window[length] = counter.get_total_flops()
+    return float(sum(per_window[batch.shape[1]] * len(batch) for batch in batches))
+
+
+def gemm_peak_gflops(size: int = GEMM_SIZE, repeats: int = 8) -> float:
+    """fp32 GFLOP/s of the best of ``repeats`` size x size matmuls on every core (after one warm-up)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b))[0] for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def marble_loop(spec: BackboneSpec, files: list[Path], preparation: Preparation, windowing: Windowing,
+                out: Path) -> float:
+    """MARBLE v1's extraction: eager fp32, one window per call, one [L, n_windows, D] .npy per file."""
+    encoder, _ = load_encoder(spec, random_init=spec.needs_weights)
+    out.mkdir()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for path in files:
+            clip = prepare(path, 0.0, None, preparation)
+            pooled = [encoder(torch.from_numpy(clip[None, start:stop])).mean(dim=2)[0]
+                      for start, stop in windowing.bounds(len(clip), spec.sample_rate)]
+            np.save(out / f"{path.name}.npy", torch.stack(pooled, dim=1).numpy())
+    return time.perf_counter() - started
+
+
+def _extracted(request: ExtractRequest, name: str) -> Run:
+    seconds, summary = _timed(lambda: extract(request))
+    if summary.failed or not summary.finalized:
+        raise RuntimeError(f"the benchmark extraction ({name}) failed: {summary.failures}")
+    return Run(name, seconds, summary.wall_s)
 
 
 def bench_extract(args: argparse.Namespace) -> BenchResult:
@@ -110,41 +239,39 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
     export_model(spec, repo, random_init=spec.needs_weights, check_parity=False)
     audio_s = write_catalog(workdir / "audio", args.tracks, args.seconds)
     files = sorted((workdir / "audio").iterdir())
-
-    request = ExtractRequest(workdir / "audio", spec.name, workdir / "store.zarr", repo=repo, window_s=args.window,
-                             batch=args.batch, workers=args.workers, progress=False)
-    started = time.perf_counter()
-    summary = extract(request)
-    extract_s = time.perf_counter() - started
-    if summary.failed or not summary.finalized:
-        raise RuntimeError(f"the benchmark extraction failed: {summary.failures}")
-
-    engine = LocalEngine(repo, spec.name)
     preparation = Preparation(spec.sample_rate, spec.normalize_input)
     windowing = Windowing(args.window, args.window)
-    full, tails = [], []
-    for path in files:
-        clip = prepare(path, 0.0, None, preparation)
-        for start, stop in windowing.bounds(len(clip), spec.sample_rate):
-            (full if stop - start == round(args.window * spec.sample_rate) else tails).append(clip[start:stop])
-    batches = [np.stack(full[i:i + args.batch]) for i in range(0, len(full), args.batch)]
-    batches += [tail[None] for tail in tails]
-    started = time.perf_counter()
-    for batch in batches:
-        engine.infer(batch, (POOLED,))
-    engine_s = time.perf_counter() - started
+
+    stages = dict.fromkeys(STAGES, 0.0)
+    clips = prepared_clips(files, preparation, stages)
+    stages["windowing"], (batches, owners) = _timed(
+        lambda: window_batches(clips, windowing, spec.sample_rate, args.batch))
+    engine = LocalEngine(repo, spec.name)
+    infer_all(engine, batches[:1])  # warm-up: the first call plans the graph
+    stages["inference"], pooled = _timed(lambda: infer_all(engine, batches))
     engine.close()
 
-    encoder, _ = load_encoder(spec, random_init=spec.needs_weights)
-    npy_dir = workdir / "marble-npy"
-    npy_dir.mkdir()
-    started = time.perf_counter()
-    with torch.inference_mode():
-        for path in files:
-            clip = prepare(path, 0.0, None, preparation)
-            pooled = [encoder(torch.from_numpy(clip[None, start:stop])).mean(dim=2)[0]
-                      for start, stop in windowing.bounds(len(clip), spec.sample_rate)]
-            np.save(npy_dir / f"{path.name}.npy", torch.stack(pooled, dim=1).numpy())
-    marble_s = time.perf_counter() - started
-    return BenchResult(audio_s, extract_s, summary.wall_s, engine_s, marble_s, _du(workdir / "store.zarr"),
-                       _du(npy_dir), len(full) + len(tails), spec.name)
+    request = ExtractRequest(workdir / "audio", spec.name, workdir / "triton.zarr", repo=repo, window_s=args.window,
+                             batch=args.batch, workers=args.workers, progress=False)
+    with EmbeddedTriton(repo, [spec.name], grpc_port=0, http_port=0, metrics_port=0,
+                        log_path=workdir / "triton.log") as server:
+        triton = _extracted(dataclasses.replace(request, server=server.grpc_url), "marblekit extract (embedded Triton)")
+        with ModelClient(server.grpc_url, spec.name) as client:
+            triton_compute_s = client.statistics().compute_s
+        served = TritonEngine(server.grpc_url, spec.name)
+        stages["gRPC + Triton"] = _timed(lambda: infer_all(served, batches))[0] - stages["inference"]
+        served.close()
+    local = _extracted(dataclasses.replace(request, store=workdir / "local.zarr"), "marblekit extract --engine local")
+
+    order = np.argsort(owners, kind="stable")  # the store keeps a track's windows together, in time order
+    rows = np.concatenate(pooled)[order]
+    stages["store"] = _timed(lambda: write_store(workdir / "timed.zarr", StoreReader(workdir / "triton.zarr").attrs,
+                                                 [path.name for path in files], pooled=rows,
+                                                 window_track=owners[order]))[0]
+
+    marble_s = marble_loop(spec, files, preparation, windowing, workdir / "marble-npy")
+    return BenchResult(spec.name, audio_s, len(owners), triton, local,
+                       Run("bare onnxruntime, same windows", stages["inference"]),
+                       Run("MARBLE loop (eager fp32, .npy)", marble_s), triton_compute_s, stages,
+                       counted_flops(spec, batches) / audio_s / 1e9, gemm_peak_gflops(),
+                       _du(workdir / "triton.zarr"), _du(workdir / "marble-npy"))

@@ -6,8 +6,10 @@
                    pooled and full outputs, and the serving overhead
   features MODEL   the feature service vs calling Triton directly with the same windows, at 1, 8 and 32
                    clients: audio-seconds per second, p50/p99 latency, the batch window, cache hits
-  extract MODEL    audio-seconds per second: marblekit extract end to end vs the bare engine on the same
-                   windows vs a MARBLE-style loop; store bytes per audio-hour vs fp32 .npy
+  extract MODEL    audio-seconds per second: marblekit extract through the embedded Triton and with
+                   --engine local vs the bare engine on the same windows vs a MARBLE-style loop; the engine's
+                   GFLOP/s against the fp32 GEMM peak; each pipeline stage timed alone (the bottleneck);
+                   store bytes per audio-hour vs fp32 .npy
   extract-memory   peak memory of the whole extract process tree on a short and on a 2-hour track
   scale            one catalog through one process and through a local Ray with 1 and 2 workers:
                    audio-seconds per second, Ray / single, the scheduling overhead per block
@@ -24,7 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "backbone": ("marblekit.app.bench.backbone", "reference eager loop vs onnxruntime fp32 / INT8"),
     "serve": ("marblekit.app.bench.serve", "embedded Triton vs in-process onnxruntime, same batches"),
     "features": ("marblekit.app.bench.features", "feature service vs direct Triton; cache-hit latency"),
-    "extract": ("marblekit.app.bench.extract", "extractor end to end vs bare engine vs MARBLE-style loop"),
+    "extract": ("marblekit.app.bench.extract",
+                "extract through Triton and local vs bare engine vs MARBLE loop; GEMM peak; stages"),
     "extract-memory": ("marblekit.app.bench.extract_memory", "peak memory of extract: a short vs a 2-hour track"),
     "scale": ("marblekit.app.bench.scale", "one process vs Ray with 1 and 2 workers, same catalog"),
     "probe": ("marblekit.app.bench.probe", "reference-style probe sweep vs marblekit's grid modes"),

@@ -16,7 +16,8 @@ from .architecture import ServingGraph
 from .handcrafted import HandcraftedFeatures
 
 OPSET = 17  # LayerNormalization stays one op (TensorRT keeps it out of FP16 overflow trouble)
-PRECISIONS = ("fp32", "fp16")
+#: int8 is the fp32 graph, quantised after export (``export.quantize``)
+PRECISIONS = ("fp32", "fp16", "int8")
 #: Modules whose statistics overflow or lose precision in FP16; they run in FP32 inside the fp16 graph.
 FP32_MODULES = (nn.LayerNorm, nn.GroupNorm)
 
@@ -52,7 +53,7 @@ def mixed_fp16(encoder: nn.Module) -> nn.Module:
 def serving_graph(encoder: nn.Module, spec: BackboneSpec, precision: str) -> ServingGraph:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):
         return ServingGraph(encoder, spec.frame_states, torch.float32)
     return ServingGraph(mixed_fp16(encoder), spec.frame_states, torch.float16)
 

@@ -15,6 +15,7 @@ from marblekit.core.backbones import BackboneSpec, plugin_for
 from .loading import load_encoder
 from .onnx_export import export_onnx, serving_graph
 from .parity import ParityResult, compare_with_onnxruntime
+from .quantize import dynamic_int8
 from .repository import version_dir, write_model_configs
 from .tensorrt import build_engine
 
@@ -56,8 +57,13 @@ def export_model(spec: BackboneSpec, repo: Path, name: str | None = None, checkp
     name = name or default_name(spec, precision)
     encoder, provenance = load_encoder(spec, checkpoint, random_init, seed)
     provenance_dict = dataclasses.asdict(provenance) | {"random_init": provenance.random_init}
-    onnx_path = export_onnx(serving_graph(encoder, spec, precision), version_dir(repo, name) / "model.onnx",
-                            max(spec.sample_rate, 2 * spec.receptive_field))
+    onnx_path = version_dir(repo, name) / "model.onnx"
+    traced = export_onnx(serving_graph(encoder, spec, precision),
+                         onnx_path.with_name("model.fp32.onnx") if precision == "int8" else onnx_path,
+                         max(spec.sample_rate, 2 * spec.receptive_field))
+    if precision == "int8":
+        dynamic_int8(traced, onnx_path)
+        traced.unlink()
     model_dir = write_model_configs(repo, name, spec, precision, provenance_dict)
     report = ExportReport(name, model_dir, precision, provenance_dict, 0.0)
     if check_parity:

@@ -27,7 +27,7 @@ from marblekit.core.served_model import CONFIG_FILE, config_to_text, model_param
 from . import triton_config
 from .triton_config import ServingShape
 
-OUTPUT_TYPES = {"fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16}
+OUTPUT_TYPES = {"fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16, "int8": mc.TYPE_FP32}
 VERSION = "1"
 
 

@@ -70,8 +70,9 @@ def translate_error(err: InferenceServerException, url: str, model: str, timeout
 @dataclass(frozen=True)
 class ServerStatistics:
     """A model's cumulative counters on its server. Fewer ``executions`` than ``requests`` means requests were
-    batched; ``queue_s`` is the requests' total wait in the scheduler, ``compute_s`` their total time in the
-    model (inputs, inference, outputs)."""
+    batched; ``queue_s`` is the requests' total wait in the scheduler (summed over requests), ``compute_s`` the
+    model's total execution time (inputs, inference, outputs; each execution once, however many requests it
+    served)."""
 
     requests: int
     executions: int
@@ -166,7 +167,8 @@ class ModelClient:
             raise translate_error(err, self.url, self.model, self.timeout) from None
         model_stats = stats.model_stats[0]
         inference = model_stats.inference_stats
-        compute_ns = inference.compute_input.ns + inference.compute_infer.ns + inference.compute_output.ns
+        compute_ns = sum(batch.compute_input.ns + batch.compute_infer.ns + batch.compute_output.ns
+                         for batch in model_stats.batch_stats)  # per execution, not per request it served
         return ServerStatistics(int(inference.success.count), int(model_stats.execution_count),
                                 inference.queue.ns / 1e9, compute_ns / 1e9)
 

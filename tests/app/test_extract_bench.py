@@ -31,7 +31,8 @@ def test_bench_extract_measures_every_run_and_stage(tmp_path: Path) -> None:
     assert list(result.stages) == list(STAGES) and all(seconds != 0 for seconds in result.stages.values()), text
     assert f"bottleneck: {max(result.stages, key=result.stages.get)}" in text
     assert result.windows == 2 * 3  # 5 s in 2 s windows: two full windows and a 1 s one per track
-    assert 0 < result.triton_compute_s < result.triton.seconds and result.gemm_gflops > 0
+    assert result.served.requests == 2 * 2 and result.served.executions <= result.served.requests
+    assert 0 < result.served.compute_s < result.triton.seconds and result.gemm_gflops > 0
     assert result.gflop_per_audio_s > 0 and "of peak" in text
     # the timed store stage wrote the same rows the extraction stored
     assert StoreReader(tmp_path / "timed.zarr").read(WINDOW_TRACK).tolist() == \

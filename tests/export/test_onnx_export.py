@@ -1,5 +1,5 @@
-"""ONNX export: onnxruntime against PyTorch (fp32 max abs <= 1e-4, fp16 per-layer cosine >= 0.999) over two
-batch sizes and two lengths; the Triton configs parse with model_config.proto and match the graph."""
+"""ONNX export: onnxruntime against PyTorch (fp32 max abs <= 1e-4, fp16 per-layer cosine >= 0.999, int8 >= 0.99)
+over two batch sizes and two lengths; the Triton configs parse with model_config.proto and match the graph."""
 
 from __future__ import annotations
 
@@ -58,10 +58,10 @@ def side_by_side(stacked: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("label", ARCHITECTURES)
-def test_fp32_and_fp16_exports_match_pytorch(label: str, repo: Path) -> None:
+def test_exports_match_pytorch(label: str, repo: Path) -> None:
     spec = ARCHITECTURES[label]
     reports = {precision: export_model(spec, repo, random_init=True, seed=5, precision=precision)
-               for precision in ("fp32", "fp16")}
+               for precision in ("fp32", "fp16", "int8")}
     assert all(report.parity_ok for report in reports.values()), [r.summary() for r in reports.values()]
     reference_encoder = random_encoder(spec, seed=5)  # rebuilt independently from the same seed
     columns = spec.columns
@@ -78,6 +78,13 @@ def test_fp32_and_fp16_exports_match_pytorch(label: str, repo: Path) -> None:
         assert frames16.dtype == np.float16 and pooled16.dtype == np.float16
         assert per_layer_cosine(reference, frames16, columns).min() >= 0.999
         assert per_layer_cosine(reference_pooled, pooled16, columns).min() >= 0.999
+        frames8, pooled8 = run_onnx(reports["int8"].model_dir / "1" / "model.onnx", waveform)
+        assert frames8.dtype == np.float32 and np.abs(frames8 - reference).max() > 1e-4  # really quantised
+        assert per_layer_cosine(reference, frames8, columns).min() >= 0.99
+        assert per_layer_cosine(reference_pooled, pooled8, columns).min() >= 0.99
+    int8_ops = {node.op_type for node in onnx.load(str(reports["int8"].model_dir / "1" / "model.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= int8_ops  # the weights' MatMuls are 8-bit
+    assert not (reports["int8"].model_dir / "1" / "model.fp32.onnx").exists()
 
 
 def test_export_records_random_init(repo: Path) -> None:
@@ -100,7 +107,7 @@ def graph_io(path: Path) -> dict[str, tuple[int, int]]:
             for v in [*graph.input, *graph.output]}
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_configs_parse_and_declare_exactly_the_graph_io(precision: str, repo: Path) -> None:
     spec = ARCHITECTURES["pre-LN hubert"]
     report = export_model(spec, repo, name=f"io-{precision}", random_init=True, precision=precision,

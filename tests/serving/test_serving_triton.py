@@ -35,6 +35,7 @@ pytestmark = pytest.mark.triton
 HANDCRAFTED = "handcrafted"
 MERT = get_backbone("mert-v1-95m").with_layers(2).name
 MERT_FP16 = f"{MERT}-fp16"
+MERT_INT8 = f"{MERT}-int8"
 MUSICNN = "musicnn-mtt"
 OUTPUTS = ("frames", "pooled")
 
@@ -43,14 +44,14 @@ MISSING = environment_problem()
 if MISSING:
     pytest.skip(f"no serving environment: {MISSING}", allow_module_level=True)
 NO_MUSICNN = musicnn_unavailable(get_backbone(MUSICNN))
-MODELS = [HANDCRAFTED, MERT, MERT_FP16] + ([] if NO_MUSICNN else [MUSICNN])
+MODELS = [HANDCRAFTED, MERT, MERT_FP16, MERT_INT8] + ([] if NO_MUSICNN else [MUSICNN])
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repo")
     export_model(get_backbone(HANDCRAFTED), repo=root, check_parity=False)
-    for precision in ("fp32", "fp16"):
+    for precision in ("fp32", "fp16", "int8"):
         export_model(get_backbone("mert-v1-95m").with_layers(2), repo=root, random_init=True, precision=precision,
                      check_parity=False)
     if not NO_MUSICNN:
@@ -78,7 +79,8 @@ def _reference(session: ort.InferenceSession, waveform: np.ndarray) -> dict[str,
     return dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"waveform": waveform})))
 
 
-@pytest.mark.parametrize("model, rate", [(HANDCRAFTED, 16000), (MERT, 24000), (MERT_FP16, 24000)])
+@pytest.mark.parametrize("model, rate", [(HANDCRAFTED, 16000), (MERT, 24000), (MERT_FP16, 24000),
+                                         (MERT_INT8, 24000)])
 def test_results_equal_in_process_onnxruntime(server: EmbeddedTriton, sessions, model: str, rate: int) -> None:
     with ModelClient(server.grpc_url, model) as client:
         for seed, (batch, samples) in enumerate([(1, rate), (2, int(1.7 * rate))]):

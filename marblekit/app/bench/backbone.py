@@ -24,6 +24,7 @@ from marblekit.export.architecture import HiddenStatesEncoder
 from marblekit.export.builders import MODEL_CLASSES, base_model
 from marblekit.export.onnx_export import export_onnx, serving_graph
 from marblekit.export.parity import per_layer_cosine
+from marblekit.export.quantize import dynamic_int8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,8 +93,6 @@ def time_calls(run, batches: list[np.ndarray]) -> float:
 
 
 def bench_backbone(args: argparse.Namespace) -> BenchResult:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     spec = get_backbone(args.model)
     if spec.family not in MODEL_CLASSES:
         raise ValueError(f"bench backbone compares transformers with onnxruntime; {spec.name!r} is not a "
@@ -113,8 +112,7 @@ def bench_backbone(args: argparse.Namespace) -> BenchResult:
     workdir = Path(args.workdir) / spec.name
     fp32_path = export_onnx(serving_graph(HiddenStatesEncoder(model, spec.pre_layer_norm), spec, "fp32"),
                             workdir / "model.onnx")
-    int8_path = workdir / "model.int8.onnx"
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    int8_path = dynamic_int8(fp32_path, workdir / "model.int8.onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -7,6 +7,7 @@ weights (one seeded random init, exported once), one after the other:
   triton    ``marblekit extract --server`` through the embedded Triton over gRPC: the path users run;
   local     ``marblekit extract --engine local``: onnxruntime in the extracting process;
   engine    onnxruntime alone on the same windows (prepared beforehand, same batches): the ceiling;
+            extract and engine run the exported variant ``--precision`` asks for (fp32, fp16, int8);
   marble    MARBLE v1's loop: one file at a time, transformers eager fp32 one window at a time, one
             [L, n_windows, D] float32 .npy per file.
 
@@ -39,11 +40,12 @@ from marblekit.core.served_model import POOLED
 from marblekit.core.store_layout import StoreReader, write_store
 from marblekit.core.windows import Windowing
 from marblekit.export.loading import load_encoder
+from marblekit.export.onnx_export import PRECISIONS
 from marblekit.export.pipeline import export_model
 from marblekit.extractor.api import ExtractRequest, extract
 from marblekit.extractor.engine import Engine, LocalEngine
 from marblekit.extractor.triton import TritonEngine
-from marblekit.serving.client import ModelClient
+from marblekit.serving.client import ModelClient, ServerStatistics
 from marblekit.serving.embedded import EmbeddedTriton
 
 STAGES = ("decode", "mix-down + resample", "normalise", "windowing", "inference", "gRPC + Triton", "store")
@@ -68,7 +70,7 @@ class BenchResult:
     local: Run
     engine: Run
     marble: Run
-    triton_compute_s: float  # the server's own statistics: time in the model during the Triton run
+    served: ServerStatistics  # the server's own counters over the Triton run
     stages: dict[str, float]
     gflop_per_audio_s: float
     gemm_gflops: float
@@ -92,11 +94,13 @@ class BenchResult:
             lines.append(f"  efficiency {run.name} / engine: {self.engine.seconds / run.seconds:.2f} whole command, "
                          f"{self.engine.seconds / run.pipeline_s:.2f} pipeline (goal >= 0.9); "
                          f"{self.marble.seconds / run.seconds:.2f}x the MARBLE loop")
-        lines.append(f"  Triton spent {self.triton_compute_s:.2f} s in the model during the Triton run's "
-                     f"{self.triton.pipeline_s:.2f} s pipeline (its own statistics)")
+        lines.append(f"  Triton (its own statistics): {self.served.requests} requests in {self.served.executions} "
+                     f"executions ({self.windows / self.served.executions:.1f} windows each), the model busy "
+                     f"{self.served.compute_s:.2f} s of the {self.triton.pipeline_s:.2f} s pipeline "
+                     f"({100 * self.served.compute_s / self.triton.pipeline_s:.0f} %)")
         achieved = self.gflop_per_audio_s * self.speed(self.engine.seconds)
         lines.append(f"  compute: the bare engine ran {achieved:.0f} GFLOP/s ({self.gflop_per_audio_s:.1f} GFLOP per "
-                     f"audio-second, counted on the eager model); fp32 GEMM peak {self.gemm_gflops:.0f} GFLOP/s "
+                     f"audio-second, counted on the eager fp32 model); fp32 GEMM peak {self.gemm_gflops:.0f} GFLOP/s "
                      f"({GEMM_SIZE}x{GEMM_SIZE} matmul, all cores): {achieved / self.gemm_gflops:.2f} of peak "
                      "(goal >= 0.7)")
         total = sum(self.stages.values())
@@ -118,6 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, default=5.0, help="window length in seconds (default 5)")
     parser.add_argument("--batch", type=int, default=4, help="full windows per request (default 4)")
     parser.add_argument("--workers", type=int, default=1, help="decoding processes for extract (default 1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="the exported variant extract and the bare engine run (default fp32; the MARBLE loop "
+                             "is always eager fp32)")
+    parser.add_argument("--in-flight", type=int, default=ExtractRequest.in_flight,
+                        help=f"requests in flight to Triton (default {ExtractRequest.in_flight}, extract's)")
     parser.add_argument("--workdir", type=Path, default=Path("work/bench-extract"),
                         help="where the model, the audio and the outputs go")
 
@@ -236,7 +245,8 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "audio").mkdir(parents=True)
     repo = workdir / "repo"
-    export_model(spec, repo, random_init=spec.needs_weights, check_parity=False)
+    model = export_model(spec, repo, random_init=spec.needs_weights, precision=args.precision,
+                         check_parity=False).name
     audio_s = write_catalog(workdir / "audio", args.tracks, args.seconds)
     files = sorted((workdir / "audio").iterdir())
     preparation = Preparation(spec.sample_rate, spec.normalize_input)
@@ -246,19 +256,19 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
     clips = prepared_clips(files, preparation, stages)
     stages["windowing"], (batches, owners) = _timed(
         lambda: window_batches(clips, windowing, spec.sample_rate, args.batch))
-    engine = LocalEngine(repo, spec.name)
+    engine = LocalEngine(repo, model)
     infer_all(engine, batches[:1])  # warm-up: the first call plans the graph
     stages["inference"], pooled = _timed(lambda: infer_all(engine, batches))
     engine.close()
 
-    request = ExtractRequest(workdir / "audio", spec.name, workdir / "triton.zarr", repo=repo, window_s=args.window,
-                             batch=args.batch, workers=args.workers, progress=False)
-    with EmbeddedTriton(repo, [spec.name], grpc_port=0, http_port=0, metrics_port=0,
+    request = ExtractRequest(workdir / "audio", model, workdir / "triton.zarr", repo=repo, window_s=args.window,
+                             batch=args.batch, workers=args.workers, in_flight=args.in_flight, progress=False)
+    with EmbeddedTriton(repo, [model], grpc_port=0, http_port=0, metrics_port=0,
                         log_path=workdir / "triton.log") as server:
         triton = _extracted(dataclasses.replace(request, server=server.grpc_url), "marblekit extract (embedded Triton)")
-        with ModelClient(server.grpc_url, spec.name) as client:
-            triton_compute_s = client.statistics().compute_s
-        served = TritonEngine(server.grpc_url, spec.name)
+        with ModelClient(server.grpc_url, model) as client:
+            served_statistics = client.statistics()
+        served = TritonEngine(server.grpc_url, model)
         stages["gRPC + Triton"] = _timed(lambda: infer_all(served, batches))[0] - stages["inference"]
         served.close()
     local = _extracted(dataclasses.replace(request, store=workdir / "local.zarr"), "marblekit extract --engine local")
@@ -270,8 +280,8 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
                                                  window_track=owners[order]))[0]
 
     marble_s = marble_loop(spec, files, preparation, windowing, workdir / "marble-npy")
-    return BenchResult(spec.name, audio_s, len(owners), triton, local,
+    return BenchResult(model, audio_s, len(owners), triton, local,
                        Run("bare onnxruntime, same windows", stages["inference"]),
-                       Run("MARBLE loop (eager fp32, .npy)", marble_s), triton_compute_s, stages,
+                       Run("MARBLE loop (eager fp32, .npy)", marble_s), served_statistics, stages,
                        counted_flops(spec, batches) / audio_s / 1e9, gemm_peak_gflops(),
                        _du(workdir / "triton.zarr"), _du(workdir / "marble-npy"))

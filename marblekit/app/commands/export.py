@@ -19,13 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     weights.add_argument("--random-init", action="store_true",
                          help="seeded random weights in the published shape (recorded as such everywhere)")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
-    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                        help="fp16: half-precision weights and outputs, norms kept in FP32 (default fp32)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                        help="fp16: half-precision weights and outputs, norms kept in FP32; int8: the fp32 graph with "
+                             "onnxruntime's dynamic INT8 quantisation of every MatMul, for CPUs (default fp32)")
     parser.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx",
                         help="tensorrt also builds model.plan from the fp16 graph (needs a GPU)")
     parser.add_argument("--repo", type=Path, default=Path("model_repository"),
                         help="Triton model repository to write into (default model_repository/)")
-    parser.add_argument("--name", help="model name in the repository (default MODEL, or MODEL-fp16)")
+    parser.add_argument("--name", help="model name in the repository (default MODEL, or MODEL-fp16 / MODEL-int8)")
     parser.add_argument("--no-parity", action="store_true", help="skip the onnxruntime-vs-PyTorch check")
 
 

@@ -4,9 +4,9 @@ Copied by ``marblekit export`` into ``<repo>/<model>/1/model.py``. It runs insid
 the serving environment (numpy, onnxruntime), so it imports nothing from marblekit.
 
 The Python backend hands ``execute`` a list of requests and does not merge them: requests with equal
-lengths are concatenated into one onnxruntime call (never padded: padding changes group-norm outputs)
-and the result is split back per request. A bad request gets its own INVALID_ARG error response and the rest
-are served; an onnxruntime failure fails only the requests of its group.
+lengths are concatenated into onnxruntime calls of at most ``max_call_windows`` windows (never padded: padding
+changes group-norm outputs) and the results are split back per request. A bad request gets its own INVALID_ARG
+error response and the rest are served; an onnxruntime failure fails only the requests of its call.
 """
 
 import json
@@ -32,6 +32,7 @@ class TritonPythonModel:
         options.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.output_names = [output.name for output in self.session.get_outputs()]
+        self.max_call_windows = int(params.get("max_call_windows", "8"))
         self.min_samples = int(params["min_samples"])
         self.max_samples = int(params["max_samples"])
 
@@ -58,20 +59,34 @@ class TritonPythonModel:
                 continue
             wanted = list(request.requested_output_names()) or self.output_names
             by_length.setdefault(waveform.shape[1], []).append((index, waveform, wanted))
-        for group in by_length.values():
-            names = [name for name in self.output_names if any(name in wanted for _, _, wanted in group)]
-            batch = np.concatenate([waveform for _, waveform, _ in group]).astype(np.float32, copy=False)
+        for call in (call for group in by_length.values() for call in _calls(group, self.max_call_windows)):
+            names = [name for name in self.output_names if any(name in wanted for _, _, wanted in call)]
+            batch = np.concatenate([waveform for _, waveform, _ in call]).astype(np.float32, copy=False)
             try:
                 results = dict(zip(names, self.session.run(names, {INPUT_NAME: batch})))
             except Exception as err:  # onnxruntime raises several unrelated types; report, keep serving
-                for index, _, _ in group:
+                for index, _, _ in call:
                     responses[index] = _error(f"onnxruntime failed on a batch of {len(batch)}: {err}",
                                               pb_utils.TritonError.INTERNAL)
                 continue
             start = 0
-            for index, waveform, wanted in group:
+            for index, waveform, wanted in call:
                 stop = start + waveform.shape[0]
                 tensors = [pb_utils.Tensor(name, results[name][start:stop]) for name in wanted]
                 responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
                 start = stop
         return responses
+
+
+def _calls(group, cap):
+    """Requests of one length packed, in order, into onnxruntime calls of at most ``cap`` windows (on a CPU a
+    bigger call runs slower per window: its activations leave the caches); a larger request runs alone."""
+    call, windows = [], 0
+    for request in group:
+        if call and windows + request[1].shape[0] > cap:
+            yield call
+            call, windows = [], 0
+        call.append(request)
+        windows += request[1].shape[0]
+    if call:
+        yield call

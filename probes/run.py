@@ -50,8 +50,8 @@ class Trained:
     mode: str
     items: dict[str, int]
     seconds: float
+    winner: dict[str, Any]  # the selected probe as results.json reports it (separation: each stem's own)
     separation: dict[str, Any] | None = None  # the separation trainer's settings
-    per_stem: bool = False  # the winner is chosen stem by stem (separation)
     lr_range_test: dict[str, Any] | None = None  # each probe's range test, by probe name
 
 
@@ -75,8 +75,9 @@ def _train_grid(request: ProbeRequest, task: Task, dataset: Dataset, features: A
     results = scheduling.run_grid(data, configs, request.seed, mode, request.workers, request.device, progress,
                                   budget.bytes)
     items = {"train": data.train.n_items, "valid": data.valid.n_items, "test": data.test.n_items}
+    best = select_winner(results, data.evaluator.monitor)
     return Trained(results, data.evaluator.monitor, data.schedule, mode, items, time.perf_counter() - started,
-                   lr_range_test=range_tests)
+                   {"index": best, **results[best].to_json()}, lr_range_test=range_tests)
 
 
 def _range_tested(data: types.ProbeData, request: ProbeRequest, budget: MemoryBudget
@@ -106,7 +107,7 @@ def _train_separation(request: ProbeRequest, task: Task, dataset: Dataset, featu
     results = separation.run_separation_grid(data, configs, settings, request.seed, request.device, progress)
     items = {split: len(tracks) for split, tracks in data.splits.items()}
     return Trained(results, separation.MONITOR, data.schedule, SEPARATION_MODE, items,
-                   time.perf_counter() - started, per_stem=True,
+                   time.perf_counter() - started, separation.per_stem_winner(results),
                    separation={**dataclasses.asdict(settings), "n_fft": data.spectrogram.n_fft,
                                "hop": data.spectrogram.hop})
 
@@ -128,20 +129,13 @@ def run_probe(request: ProbeRequest, progress: bool = True) -> dict[str, Any]:
             budget = dataclasses.replace(budget, bytes=int(request.memory_gb * 1e9))
         trained = train(request, task, dataset, features, budget, progress)
     results = trained.results
-    if trained.per_stem:
-        from marblekit.probes.separation import per_stem_winner
-
-        winner = per_stem_winner(results)
-    else:
-        best = select_winner(results, trained.monitor)
-        winner = {"index": best, **results[best].to_json()}
     report = {
         "task": task.name, "kind": task.kind, "monitor": trained.monitor, "outputs": list(dataset.outputs),
         "store": str(request.store), "store_metadata": features.attrs.to_json(), "data": str(request.data),
         "schedule": dataclasses.asdict(trained.schedule), "mode": trained.mode, "workers": request.workers,
         "seed": request.seed, "learning_rates": sorted({r.config.lr for r in results}), "memory_bytes": budget.bytes,
         "train_seconds": round(trained.seconds, 2), "items": trained.items,
-        "winner": winner,
+        "winner": trained.winner,
         "probes": [r.to_json() for r in results],
     }
     if trained.lr_range_test is not None:

@@ -159,11 +159,11 @@ def write_catalog(directory: Path, tracks: int, seconds: float) -> float:
 
 def prepared_clips(files: list[Path], preparation: Preparation, stages: dict[str, float]) -> list[np.ndarray]:
     """Each file as the model's input, its decode, mix-down + resample and normalisation timed apart."""
-    clips = []
     def decoded(path: Path) -> tuple[np.ndarray, int]:
         blocks, rate = decode(path, 0.0, None)
         return np.concatenate(list(blocks)), rate
 
+    clips = []
     for path in files:
         seconds, (pcm, rate) = _timed(lambda: decoded(path))
         stages["decode"] += seconds
@@ -192,11 +192,10 @@ def infer_all(engine: Engine, batches: list[np.ndarray]) -> list[np.ndarray]:
     return [engine.infer(batch, (POOLED,))[POOLED] for batch in batches]
 
 
-def counted_flops(spec: BackboneSpec, batches: list[np.ndarray]) -> float:
+def counted_flops(encoder: torch.nn.Module, batches: list[np.ndarray]) -> float:
     """FLOPs of the eager model over these batches (torch's FlopCounterMode, one window per length)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    encoder, _ = load_encoder(spec, random_init=spec.needs_weights)
     per_window = {}
     with torch.inference_mode():
         for length in sorted({batch.shape[1] for batch in batches}):
@@ -215,10 +214,9 @@ def gemm_peak_gflops(size: int = GEMM_SIZE, repeats: int = 8) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
-def marble_loop(spec: BackboneSpec, files: list[Path], preparation: Preparation, windowing: Windowing,
-                out: Path) -> float:
+def marble_loop(encoder: torch.nn.Module, spec: BackboneSpec, files: list[Path], preparation: Preparation,
+                windowing: Windowing, out: Path) -> float:
     """MARBLE v1's extraction: eager fp32, one window per call, one [L, n_windows, D] .npy per file."""
-    encoder, _ = load_encoder(spec, random_init=spec.needs_weights)
     out.mkdir()
     started = time.perf_counter()
     with torch.inference_mode():
@@ -279,9 +277,10 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
                                                  [path.name for path in files], pooled=rows,
                                                  window_track=owners[order]))[0]
 
-    marble_s = marble_loop(spec, files, preparation, windowing, workdir / "marble-npy")
+    encoder, _ = load_encoder(spec, random_init=spec.needs_weights)
+    marble_s = marble_loop(encoder, spec, files, preparation, windowing, workdir / "marble-npy")
     return BenchResult(model, audio_s, len(owners), triton, local,
                        Run("bare onnxruntime, same windows", stages["inference"]),
                        Run("MARBLE loop (eager fp32, .npy)", marble_s), served_statistics, stages,
-                       counted_flops(spec, batches) / audio_s / 1e9, gemm_peak_gflops(),
+                       counted_flops(encoder, batches) / audio_s / 1e9, gemm_peak_gflops(),
                        _du(workdir / "triton.zarr"), _du(workdir / "marble-npy"))

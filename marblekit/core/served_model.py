@@ -33,7 +33,7 @@ INTERFACE_VERSION = 2
 PARAMETERS = ("marblekit_backbone", "marblekit_spec", "marblekit_provenance", "marblekit_interface", "precision",
               "onnx_sha256", "min_samples", "max_samples")
 #: config parameters the Python-backend runner reads besides the accepted lengths
-RUNNER_PARAMETERS = ("onnx_file", "intra_op_threads", "min_samples", "max_samples")
+RUNNER_PARAMETERS = ("onnx_file", "intra_op_threads", "max_call_windows", "min_samples", "max_samples")
 CONFIG_FILE = "config.pbtxt"
 
 

@@ -140,6 +140,10 @@ def test_concurrent_requests_are_batched_and_correct(server: EmbeddedTriton, ses
         with ThreadPoolExecutor(requests) as pool:
             results = list(pool.map(lambda w: client.infer(w, outputs=OUTPUTS), waveforms))
         after = client.statistics()
+        deadline = time.monotonic() + 10  # Triton records an execution's statistics after its responses go out
+        while after.requests - before.requests < requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+            after = client.statistics()
     for waveform, served in zip(waveforms, results):
         expected = _reference(sessions[MERT], waveform)
         for name in OUTPUTS:  # batched with other requests: onnxruntime may pick other kernels, so not bitwise

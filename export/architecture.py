@@ -103,4 +103,9 @@ class ServingGraph(nn.Module):
         states = hidden_state_list(self.encoder(waveform))
         frames = torch.cat([states[k] for k in self.frame_layers], dim=2)
         pooled = torch.cat([state.mean(dim=1) for state in states], dim=1)
-        return frames.to(self.output_dtype), pooled.to(self.output_dtype)
+        return self._typed(frames), self._typed(pooled)
+
+    def _typed(self, output: torch.Tensor) -> torch.Tensor:
+        """The output in ``output_dtype``; no cast where it already is (the tracer would write a no-op Cast,
+        which NNCF's ONNX quantiser cannot take as a graph output)."""
+        return output if output.dtype == self.output_dtype else output.to(self.output_dtype)

@@ -1,4 +1,6 @@
-"""ONNX export of a serving graph, in fp32 or mixed fp16, with both axes of ``waveform`` dynamic."""
+"""ONNX export of a serving graph, in fp32 or mixed fp16, with both axes of ``waveform`` dynamic. The int8 and
+bf16 variants start from the fp32 graph: int8 is quantised after export (``export.quantize``), bf16 is the fp32
+graph computed in BF16 by the runtime (``export.runtime_choice``)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,7 @@ from .architecture import ServingGraph
 from .handcrafted import HandcraftedFeatures
 
 OPSET = 17  # LayerNormalization stays one op (TensorRT keeps it out of FP16 overflow trouble)
-#: int8 is the fp32 graph, quantised after export (``export.quantize``)
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: Modules whose statistics overflow or lose precision in FP16; they run in FP32 inside the fp16 graph.
 FP32_MODULES = (nn.LayerNorm, nn.GroupNorm)
 
@@ -53,7 +54,7 @@ def mixed_fp16(encoder: nn.Module) -> nn.Module:
 def serving_graph(encoder: nn.Module, spec: BackboneSpec, precision: str) -> ServingGraph:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision in ("fp32", "int8"):
+    if precision != "fp16":
         return ServingGraph(encoder, spec.frame_states, torch.float32)
     return ServingGraph(mixed_fp16(encoder), spec.frame_states, torch.float16)
 

@@ -3,8 +3,8 @@
 fp32: max abs difference over every layer <= 1e-4, or, for a backbone whose plugin declares ``parity_rtol``
 (a front end that rounds to float16, where the two runtimes' float32 sums flip a rounding now and then),
 every layer's max abs difference within that share of the layer's largest value. fp16: per-layer cosine
-similarity >= 0.999; int8: >= 0.99 (8-bit weights and activations lose more; whether that costs probe scores is
-the export gate's question, not this one's).
+similarity >= 0.999 (bf16, the fp32 graph computed in BF16, too); int8: >= 0.99 (8-bit weights and activations
+lose more; whether that costs probe scores is the export gate's question, not this one's). The exported graph runs in the runtime chosen to serve it.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from marblekit.core.backbones import BackboneSpec
 from marblekit.core.layers import LayerColumns
-from marblekit.core.served_model import FRAMES, INPUT, OUTPUTS, POOLED
+from marblekit.core.runtimes import open_session
+from marblekit.core.served_model import FRAMES, OUTPUTS, POOLED
 
 from .architecture import ServingGraph
 
 FP32_MAX_ABS = 1e-4
 #: the smallest per-layer cosine similarity to the fp32 encoder a reduced-precision export may have
-MIN_COSINE = {"fp16": 0.999, "int8": 0.99}
+MIN_COSINE = {"fp16": 0.999, "bf16": 0.999, "int8": 0.99}
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,11 @@ def differences(reference: np.ndarray, candidate: np.ndarray, columns: LayerColu
     return float(error.max()), float(per_layer_cosine(reference, candidate, columns).min()), relative
 
 
-def compare_with_onnxruntime(encoder: torch.nn.Module, spec: BackboneSpec, onnx_path, inputs: list[np.ndarray],
-                             precision: str, rtol: float = 0.0) -> list[ParityResult]:
+def compare_served(encoder: torch.nn.Module, spec: BackboneSpec, onnx_path, inputs: list[np.ndarray],
+                   precision: str, rtol: float = 0.0, runtime: str = "onnxruntime",
+                   inference_precision: str = "f32") -> list[ParityResult]:
     """Run ``inputs`` through both and compare ``frames`` and ``pooled`` (worst of the two)."""
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = open_session(str(onnx_path), runtime, 0, inference_precision)
     graph = ServingGraph(encoder, spec.frame_states)
     columns = {POOLED: spec.columns,
                FRAMES: spec.frame_columns}
@@ -79,7 +80,7 @@ def compare_with_onnxruntime(encoder: torch.nn.Module, spec: BackboneSpec, onnx_
     for waveform in inputs:
         with torch.no_grad():
             reference = dict(zip(OUTPUTS, (output.numpy() for output in graph(torch.from_numpy(waveform)))))
-        outputs = dict(zip(OUTPUTS, session.run(list(OUTPUTS), {INPUT: waveform})))
+        outputs = dict(zip(OUTPUTS, session.run(OUTPUTS, waveform)))
         diffs = [differences(reference[name], outputs[name], columns[name]) for name in OUTPUTS]
         results.append(ParityResult(waveform.shape, precision, max(d[0] for d in diffs), min(d[1] for d in diffs),
                                     max(d[2] for d in diffs), rtol))

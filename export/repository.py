@@ -7,6 +7,7 @@ Layout::
                                          gpu-tensorrt for fp16 exports)
     <repo>/<name>/1/model.onnx           the graph; model.plan beside it after a TensorRT build
     <repo>/<name>/1/model.py             the Python-backend runner
+    <repo>/<name>/1/marblekit_runtimes.py  its runtimes (``marblekit.core.runtimes``, which it cannot import)
     <repo>/<name>/marblekit.json         spec, provenance and checksums, for humans and the extractor
 """
 
@@ -25,9 +26,10 @@ from marblekit.core.checksums import sha256_of
 from marblekit.core.served_model import CONFIG_FILE, config_to_text, model_parameters
 
 from . import triton_config
+from .runtime_choice import RuntimeChoice
 from .triton_config import ServingShape
 
-OUTPUT_TYPES = {"fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16, "int8": mc.TYPE_FP32}
+OUTPUT_TYPES = {"fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16, "bf16": mc.TYPE_FP32, "int8": mc.TYPE_FP32}
 VERSION = "1"
 
 
@@ -35,9 +37,11 @@ def version_dir(repo: Path, name: str) -> Path:
     return repo / name / VERSION
 
 
-def write_model_configs(repo: Path, name: str, spec: BackboneSpec, precision: str,
-                        provenance: dict[str, object], shape: ServingShape = ServingShape()) -> Path:
-    """Write every config and the runner around an already exported ``<repo>/<name>/1/model.onnx``."""
+def write_model_configs(repo: Path, name: str, spec: BackboneSpec, precision: str, provenance: dict[str, object],
+                        runtime: RuntimeChoice, details: dict[str, object] | None = None,
+                        shape: ServingShape = ServingShape()) -> Path:
+    """Write every config and the runner around an already exported ``<repo>/<name>/1/model.onnx``;
+    ``details`` (how it was made) go into ``marblekit.json``."""
     model_dir = repo / name
     onnx_path = version_dir(repo, name) / "model.onnx"
     onnx_sha256 = sha256_of(onnx_path)
@@ -45,7 +49,8 @@ def write_model_configs(repo: Path, name: str, spec: BackboneSpec, precision: st
                                 shape.samples(spec, shape.max_seconds))
     output_type = OUTPUT_TYPES[precision]
     configs = {
-        model_dir / CONFIG_FILE: triton_config.embedded_config(name, spec, output_type, metadata, shape),
+        model_dir / CONFIG_FILE: triton_config.embedded_config(
+            name, spec, output_type, metadata, shape, runtime.runtime, runtime.inference_precision),
         model_dir / "configs" / "gpu-onnxruntime.pbtxt": triton_config.gpu_onnxruntime_config(
             name, spec, output_type, metadata, shape, cache_dir="/models/.trt_cache"),
     }
@@ -55,9 +60,11 @@ def write_model_configs(repo: Path, name: str, spec: BackboneSpec, precision: st
     for path, config in configs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(config_to_text(config))
-    runner = resources.files("marblekit.serving").joinpath("triton_python_model.py")
-    shutil.copyfile(str(runner), version_dir(repo, name) / "model.py")
+    shutil.copyfile(str(resources.files("marblekit.serving").joinpath("triton_python_model.py")),
+                    version_dir(repo, name) / "model.py")
+    shutil.copyfile(str(resources.files("marblekit.core").joinpath("runtimes.py")),
+                    version_dir(repo, name) / "marblekit_runtimes.py")
     summary = {"name": name, "marblekit_version": __version__, "precision": precision,
-               "spec": spec.describe(), "provenance": provenance, "onnx_sha256": onnx_sha256}
+               "spec": spec.describe(), "provenance": provenance, "onnx_sha256": onnx_sha256} | (details or {})
     (model_dir / "marblekit.json").write_text(json.dumps(summary, indent=2) + "\n")
     return model_dir

@@ -58,14 +58,15 @@ def _warmup(spec: BackboneSpec, shape: ServingShape, batch: int) -> list[mc.Mode
     return [mc.ModelWarmup(name=f"bs{batch}", batch_size=batch, inputs={INPUT: data})]
 
 
-def embedded_config(name: str, spec: BackboneSpec, output_type: int, metadata: dict[str, object],
-                    shape: ServingShape) -> mc.ModelConfig:
-    """CPU Triton (the pytriton wheel's server has only the Python backend): onnxruntime inside model.py."""
+def embedded_config(name: str, spec: BackboneSpec, output_type: int, metadata: dict[str, object], shape: ServingShape,
+                    runtime: str = "onnxruntime", inference_precision: str = "f32") -> mc.ModelConfig:
+    """CPU Triton (the pytriton wheel's server has only the Python backend): ``runtime`` inside model.py."""
     return mc.ModelConfig(
         name=name, backend="python", max_batch_size=shape.cpu_max_batch, **_io(spec, output_type),
         instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)],
         dynamic_batching=_batching(2000, 4 * shape.cpu_max_batch),
-        parameters=_parameters({**metadata, "onnx_file": "model.onnx", "intra_op_threads": 0,
+        parameters=_parameters({**metadata, "onnx_file": "model.onnx", "runtime": runtime,
+                                "inference_precision": inference_precision, "intra_op_threads": 0,
                                 "max_call_windows": shape.cpu_call_windows}),
     )
 

@@ -3,7 +3,8 @@
 #   Debian packages: ffmpeg (decoding fallback), FluidSynth + a GM soundfont (synthetic suite), libsndfile.
 #   .venv          the main environment: marblekit with torch (CPU wheel), onnxruntime, zarr, tritonclient,
 #                  TensorFlow (CPU) and the musicnn wheel for its checkpoints and the parity reference.
-#   .venv-triton   the serving environment: nvidia-pytriton's tritonserver + Python backend, numpy<2.
+#   .venv-triton   the serving environment: nvidia-pytriton's tritonserver + Python backend, onnxruntime and
+#                  OpenVINO, numpy<2.
 #   .reference/    reference implementations the tests compare against, outside any environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +34,12 @@ quiet_pip .venv/bin/python --no-deps openunmix==1.3.0  # the reference's Wiener 
 # .venv: the tests run it in its own process with this folder on PYTHONPATH.
 [ -d .reference/lightning/pytorch_lightning ] || quiet_pip .venv/bin/python --no-deps --target .reference/lightning \
   pytorch-lightning==1.9.4 lightning-utilities==0.8.0 torchmetrics==0.11.4 "setuptools<70"
-.venv/bin/python -c "import marblekit, torch, onnxruntime, zarr" \
+.venv/bin/python -c "import marblekit, torch, onnxruntime, openvino, zarr" \
   || { echo "install: .venv is incomplete (see pip's messages above)" >&2; exit 1; }
 
 [ -x .venv-triton/bin/python ] || { echo "install: creating .venv-triton"; "$PYTHON" -m venv .venv-triton; }
 echo "install: serving environment (.venv-triton)"
 quiet_pip .venv-triton/bin/python -r serving/requirements-triton.txt
-.venv-triton/bin/python -c "import pytriton, onnxruntime" \
+.venv-triton/bin/python -c "import pytriton, onnxruntime, openvino" \
   || { echo "install: .venv-triton is incomplete (see pip's messages above)" >&2; exit 1; }
 echo "install: done"

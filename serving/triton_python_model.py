@@ -1,20 +1,24 @@
-"""Triton Python-backend model: runs the exported ONNX graph with onnxruntime on the CPU.
+"""Triton Python-backend model: runs the exported ONNX graph on the CPU with the runtime its config names.
 
-Copied by ``marblekit export`` into ``<repo>/<model>/1/model.py``. It runs inside Triton's backend stub, in
-the serving environment (numpy, onnxruntime), so it imports nothing from marblekit.
+Copied by ``marblekit export`` into ``<repo>/<model>/1/model.py``, with ``marblekit.core.runtimes`` beside it
+as ``marblekit_runtimes.py``. It runs inside Triton's backend stub, in the serving environment (numpy,
+onnxruntime, openvino), so it imports nothing from marblekit.
 
 The Python backend hands ``execute`` a list of requests and does not merge them: requests with equal
-lengths are concatenated into onnxruntime calls of at most ``max_call_windows`` windows (never padded: padding
+lengths are concatenated into runtime calls of at most ``max_call_windows`` windows (never padded: padding
 changes group-norm outputs) and the results are split back per request. A bad request gets its own INVALID_ARG
-error response and the rest are served; an onnxruntime failure fails only the requests of its call.
+error response and the rest are served; a runtime failure fails only the requests of its call.
 """
 
 import json
 import os
+import sys
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from marblekit_runtimes import open_session  # noqa: E402 (copied beside this file by marblekit export)
 
 INPUT_NAME = "waveform"
 
@@ -28,10 +32,10 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         path = os.path.join(args["model_repository"], args["model_version"], params.get("onnx_file", "model.onnx"))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.output_names = [output.name for output in self.session.get_outputs()]
+        self.session = open_session(path, params.get("runtime", "onnxruntime"),
+                                    int(params.get("intra_op_threads", "0")),
+                                    params.get("inference_precision", "f32"))
+        self.output_names = self.session.output_names
         self.max_call_windows = int(params.get("max_call_windows", "8"))
         self.min_samples = int(params["min_samples"])
         self.max_samples = int(params["max_samples"])
@@ -63,10 +67,10 @@ class TritonPythonModel:
             names = [name for name in self.output_names if any(name in wanted for _, _, wanted in call)]
             batch = np.concatenate([waveform for _, waveform, _ in call]).astype(np.float32, copy=False)
             try:
-                results = dict(zip(names, self.session.run(names, {INPUT_NAME: batch})))
-            except Exception as err:  # onnxruntime raises several unrelated types; report, keep serving
+                results = dict(zip(names, self.session.run(names, batch)))
+            except Exception as err:  # the runtimes raise several unrelated types; report, keep serving
                 for index, _, _ in call:
-                    responses[index] = _error(f"onnxruntime failed on a batch of {len(batch)}: {err}",
+                    responses[index] = _error(f"the runtime failed on a batch of {len(batch)}: {err}",
                                               pb_utils.TritonError.INTERNAL)
                 continue
             start = 0
@@ -79,7 +83,7 @@ class TritonPythonModel:
 
 
 def _calls(group, cap):
-    """Requests of one length packed, in order, into onnxruntime calls of at most ``cap`` windows (on a CPU a
+    """Requests of one length packed, in order, into runtime calls of at most ``cap`` windows (on a CPU a
     bigger call runs slower per window: its activations leave the caches); a larger request runs alone."""
     call, windows = [], 0
     for request in group:

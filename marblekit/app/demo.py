@@ -18,16 +18,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from marblekit.app.exit_codes import GateFailed, TracksFailed
+from marblekit.app.exit_codes import GateFailed
+from marblekit.app.suite_runs import extract_suite, probe_suite
 from marblekit.core.backbones import BackboneSpec, get_backbone
 from marblekit.core.task_format import read_header
 from marblekit.export.pipeline import export_model
 from marblekit.export.plugins import musicnn_unavailable
-from marblekit.extractor.api import ExtractRequest, extract, render_summary
 from marblekit.probes.report import write_report
-from marblekit.probes.run import ProbeRequest, run_probe
-from marblekit.probes.separation import SeparationSettings
-from marblekit.probes.tasks import get_task
 from marblekit.serving.embedded import EmbeddedTriton
 from marblekit.synth.fluid import Renderer
 from marblekit.synth.registry import TASKS as SYNTH_TASKS
@@ -35,11 +32,6 @@ from marblekit.synth.suite import render_task
 
 HANDCRAFTED = "handcrafted"
 PRETRAINED = "musicnn-mtt"
-#: Source separation trains one LSTM model per stem and grid point, one after another: GPU work at MARBLE's
-#: sizes. The demo shows it at a size a 2-core machine finishes in about a minute per backbone.
-DEMO_SEPARATION = SeparationSettings(hidden=32, chunk_s=2.0, samples_per_track=4, batch_size=16)
-DEMO_SEPARATION_LEARNING_RATES = (1e-3,)
-DEMO_SEPARATION_EPOCHS = 5
 
 
 @dataclass
@@ -115,39 +107,6 @@ def export_backbones(settings: DemoSettings) -> Path:
     return repo
 
 
-def extract_all(settings: DemoSettings, suite: Path, url: str) -> dict[tuple[str, str], Path]:
-    stores = {}
-    for backbone in settings.backbones:
-        for task_name in settings.tasks:
-            needs = get_task(task_name).features
-            store = settings.out / "stores" / backbone / f"{task_name}.zarr"
-            request = ExtractRequest(suite / task_name / "manifest.jsonl", backbone, store, server=url,
-                                     window_s=needs.window_s, hop_s=needs.hop_s, crop_s=needs.crop_s,
-                                     frames=needs.level == "frames", progress=settings.progress)
-            print(f"  {backbone} / {task_name}", flush=True)
-            summary = extract(request)
-            print(render_summary(summary, store))
-            if summary.failed or not summary.finalized:
-                raise TracksFailed(f"extracting {task_name} with {backbone} failed; see the messages above")
-            stores[backbone, task_name] = store
-    return stores
-
-
-def probe_all(settings: DemoSettings, suite: Path, stores: dict[tuple[str, str], Path]) -> Path:
-    results = settings.out / "probes"
-    for (backbone, task_name), store in stores.items():
-        request = ProbeRequest(store, task_name, suite / task_name, results / backbone / task_name,
-                               workers=settings.workers, max_epochs=settings.max_epochs)
-        if get_task(task_name).kind == "separation":
-            request.separation = DEMO_SEPARATION
-            request.learning_rates = DEMO_SEPARATION_LEARNING_RATES
-            request.max_epochs = min(settings.max_epochs or DEMO_SEPARATION_EPOCHS, DEMO_SEPARATION_EPOCHS)
-        report = run_probe(request, progress=settings.progress)
-        winner = report["winner"]
-        print(f"  {backbone:>14} / {task_name:<18} {winner['config']['name']:<28} test {winner['test']['score']:.3f}")
-    return results
-
-
 def run_demo(settings: DemoSettings) -> str:
     """Run every step; returns the leaderboard table (also in OUT/report/table.md, plot in layers.png)."""
     started = time.perf_counter()
@@ -165,11 +124,13 @@ def run_demo(settings: DemoSettings) -> str:
     with EmbeddedTriton(repo, list(settings.backbones), grpc_port=0, http_port=0, metrics_port=0,
                         log_path=settings.out / "triton.log") as server:
         print(f"  Triton ready: gRPC {server.grpc_url} (log {settings.out / 'triton.log'})")
-        stores = extract_all(settings, suite, server.grpc_url)
+        stores = extract_suite(suite, settings.backbones, settings.tasks, settings.out / "stores", server.grpc_url,
+                               settings.progress)
     print("  Triton stopped")
     settings.timings["extract"] = time.perf_counter() - t
     t = announce("4/5 probe grids")
-    results = probe_all(settings, suite, stores)
+    results = settings.out / "probes"
+    probe_suite(suite, stores, results, settings.workers, settings.max_epochs, settings.progress)
     settings.timings["probe"] = time.perf_counter() - t
     announce("5/5 report")
     text = write_report([results], settings.out / "report")

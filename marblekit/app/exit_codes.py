@@ -14,13 +14,13 @@ class ExitCode(IntEnum):
     TRACKS_FAILED = 1  # the job ran, but some tracks (of the whole store) could not be extracted
     USAGE = 2  # bad flags or arguments: argparse's code, and values or paths the command refuses
     SERVER_UNAVAILABLE = 3  # the Triton server could not be reached within the retry budget
-    GATE_FAILED = 4  # an exported model failed its parity gate
+    GATE_FAILED = 4  # an exported model failed its parity gate or the export's probe-score gate
     ERROR = 5  # another expected failure: a server that does not start, a full disk, a model error
     INTERRUPTED = 130  # Ctrl-C
 
 
 EPILOG = ("exit status: 0 success, 1 some tracks failed, 2 bad flags or arguments, 3 Triton server unavailable, "
-          "4 parity gate failed, 5 another error (the message says which), 130 interrupted")
+          "4 parity or score gate failed, 5 another error (the message says which), 130 interrupted")
 
 
 class AppError(Exception):

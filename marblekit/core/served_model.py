@@ -33,7 +33,8 @@ INTERFACE_VERSION = 2
 PARAMETERS = ("marblekit_backbone", "marblekit_spec", "marblekit_provenance", "marblekit_interface", "precision",
               "onnx_sha256", "min_samples", "max_samples")
 #: config parameters the Python-backend runner reads besides the accepted lengths
-RUNNER_PARAMETERS = ("onnx_file", "intra_op_threads", "max_call_windows", "min_samples", "max_samples")
+RUNNER_PARAMETERS = ("onnx_file", "runtime", "inference_precision", "intra_op_threads", "max_call_windows",
+                     "min_samples", "max_samples")
 CONFIG_FILE = "config.pbtxt"
 
 
@@ -74,6 +75,9 @@ class ServedModel:
     outputs: dict[str, tuple[str, tuple[int, ...]]]  # name -> (Triton dtype, dims without the batch axis)
     spec: dict[str, object]
     provenance: dict[str, object]
+    #: the CPU runtime and compute precision the embedded config runs it with (``marblekit.core.runtimes``)
+    runtime: str = "onnxruntime"
+    inference_precision: str = "f32"
 
     @property
     def columns(self) -> LayerColumns:
@@ -116,7 +120,8 @@ def served_model(config: mc.ModelConfig) -> ServedModel:
         max_batch_size=config.max_batch_size,
         outputs={out.name: (mc.DataType.Name(out.data_type).removeprefix("TYPE_"), tuple(out.dims))
                  for out in config.output},
-        spec=spec, provenance=provenance,
+        spec=spec, provenance=provenance, runtime=params.get("runtime", "onnxruntime"),
+        inference_precision=params.get("inference_precision", "f32"),
     )
 
 

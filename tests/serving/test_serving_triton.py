@@ -1,10 +1,11 @@
 """The embedded Triton end to end: one server for the module, on free ports, serving the handcrafted
-features, a 2-layer random-init MERT-shaped model (fp32 and fp16) and, where the musicnn wheel and TensorFlow are
-installed, musicnn-mtt with its trained weights (layers of different widths). References are in-process
-onnxruntime sessions on the same model.onnx files."""
+features, a 2-layer random-init MERT-shaped model (fp32, fp16, int8 and bf16: onnxruntime and OpenVINO) and,
+where the musicnn wheel and TensorFlow are installed, musicnn-mtt with its trained weights (layers of different
+widths). References are in-process sessions of the runtime each config names, on the same model.onnx files."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 from serving_helpers import read_banner
 
 from marblekit.core.backbones import get_backbone
+from marblekit.core.runtimes import open_session
 from marblekit.export.pipeline import export_model
 from marblekit.export.plugins import musicnn_unavailable
 from marblekit.export.triton_config import ServingShape
@@ -36,6 +37,7 @@ HANDCRAFTED = "handcrafted"
 MERT = get_backbone("mert-v1-95m").with_layers(2).name
 MERT_FP16 = f"{MERT}-fp16"
 MERT_INT8 = f"{MERT}-int8"
+MERT_BF16 = f"{MERT}-bf16"  # the fp32 graph computed in BF16 by OpenVINO
 MUSICNN = "musicnn-mtt"
 OUTPUTS = ("frames", "pooled")
 
@@ -44,14 +46,14 @@ MISSING = environment_problem()
 if MISSING:
     pytest.skip(f"no serving environment: {MISSING}", allow_module_level=True)
 NO_MUSICNN = musicnn_unavailable(get_backbone(MUSICNN))
-MODELS = [HANDCRAFTED, MERT, MERT_FP16, MERT_INT8] + ([] if NO_MUSICNN else [MUSICNN])
+MODELS = [HANDCRAFTED, MERT, MERT_FP16, MERT_INT8, MERT_BF16] + ([] if NO_MUSICNN else [MUSICNN])
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repo")
     export_model(get_backbone(HANDCRAFTED), repo=root, check_parity=False)
-    for precision in ("fp32", "fp16", "int8"):
+    for precision in ("fp32", "fp16", "int8", "bf16"):
         export_model(get_backbone("mert-v1-95m").with_layers(2), repo=root, random_init=True, precision=precision,
                      check_parity=False)
     if not NO_MUSICNN:
@@ -66,22 +68,26 @@ def server(repo: Path) -> Iterator[EmbeddedTriton]:
 
 
 @pytest.fixture(scope="module")
-def sessions(repo: Path) -> dict[str, ort.InferenceSession]:
-    return {name: ort.InferenceSession(str(repo / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-            for name in MODELS}
+def sessions(repo: Path) -> dict[str, object]:
+    sessions = {}
+    for name in MODELS:
+        runtime = json.loads((repo / name / "marblekit.json").read_text())["runtime"]
+        sessions[name] = open_session(str(repo / name / "1" / "model.onnx"), runtime["runtime"], 0,
+                                      runtime["inference_precision"])
+    return sessions
 
 
 def _audio(seed: int, batch: int, samples: int) -> np.ndarray:
     return (0.1 * np.random.default_rng(seed).standard_normal((batch, samples))).astype(np.float32)
 
 
-def _reference(session: ort.InferenceSession, waveform: np.ndarray) -> dict[str, np.ndarray]:
-    return dict(zip(OUTPUTS, session.run(list(OUTPUTS), {"waveform": waveform})))
+def _reference(session, waveform: np.ndarray) -> dict[str, np.ndarray]:
+    return dict(zip(OUTPUTS, session.run(OUTPUTS, waveform)))
 
 
 @pytest.mark.parametrize("model, rate", [(HANDCRAFTED, 16000), (MERT, 24000), (MERT_FP16, 24000),
-                                         (MERT_INT8, 24000)])
-def test_results_equal_in_process_onnxruntime(server: EmbeddedTriton, sessions, model: str, rate: int) -> None:
+                                         (MERT_INT8, 24000), (MERT_BF16, 24000)])
+def test_results_equal_in_process_runtime(server: EmbeddedTriton, sessions, model: str, rate: int) -> None:
     with ModelClient(server.grpc_url, model) as client:
         for seed, (batch, samples) in enumerate([(1, rate), (2, int(1.7 * rate))]):
             waveform = _audio(seed, batch, samples)
@@ -94,8 +100,8 @@ def test_results_equal_in_process_onnxruntime(server: EmbeddedTriton, sessions, 
 
 @pytest.mark.skipif(NO_MUSICNN is not None, reason=f"pretrained musicnn-mtt: {NO_MUSICNN}")
 def test_pretrained_musicnn_is_served_as_in_process(server: EmbeddedTriton, sessions) -> None:
-    """Trained weights, layers 408 to 50 wide side by side: Triton's answer equals onnxruntime's on the same graph,
-    over one and two 3 s patches, and the served config describes the layers."""
+    """Trained weights, layers 408 to 50 wide side by side: Triton's answer equals its runtime's in process on the
+    same graph, over one and two 3 s patches, and the served config describes the layers."""
     spec = get_backbone(MUSICNN)
     with ModelClient(server.grpc_url, MUSICNN) as client:
         served_model = client.model_metadata()
@@ -121,6 +127,10 @@ def test_model_metadata_comes_from_the_served_config(server: EmbeddedTriton) -> 
     shape = ServingShape()
     assert served.min_samples == round(shape.min_seconds * spec.sample_rate)
     assert served.max_samples == round(shape.max_seconds * spec.sample_rate)
+    with ModelClient(server.grpc_url, MERT_BF16) as client:
+        served = client.model_metadata()
+    assert (served.precision, served.runtime, served.inference_precision) == ("bf16", "openvino", "bf16")
+    assert served.outputs["pooled"][0] == "FP32"
 
 
 def test_only_requested_outputs_come_back(server: EmbeddedTriton) -> None:

@@ -5,9 +5,10 @@ All runs see the same synthetic catalog (44.1 kHz stereo FLAC, so decoding and r
 weights (one seeded random init, exported once), one after the other:
 
   triton    ``marblekit extract --server`` through the embedded Triton over gRPC: the path users run;
-  local     ``marblekit extract --engine local``: onnxruntime in the extracting process;
-  engine    onnxruntime alone on the same windows (prepared beforehand, same batches): the ceiling;
-            extract and engine run the exported variant ``--precision`` asks for (fp32, fp16, int8);
+  local     ``marblekit extract --engine local``: the model's runtime in the extracting process;
+  engine    that runtime alone on the same windows (prepared beforehand, same batches): the ceiling;
+            extract and engine run the exported variant ``--precision`` asks for (fp32, fp16, bf16, int8:
+            static with ``--calibration SUITE``, else dynamic), in the runtime ``--runtime`` picks;
   marble    MARBLE v1's loop: one file at a time, transformers eager fp32 one window at a time, one
             [L, n_windows, D] float32 .npy per file.
 
@@ -36,9 +37,11 @@ import torch
 
 from marblekit.core.audio_input import Preparation, assemble, decode, prepare, stream_pcm
 from marblekit.core.backbones import BackboneSpec, get_backbone
+from marblekit.core.runtimes import RUNTIMES
 from marblekit.core.served_model import POOLED
 from marblekit.core.store_layout import StoreReader, write_store
 from marblekit.core.windows import Windowing
+from marblekit.export.calibration import calibration_set
 from marblekit.export.loading import load_encoder
 from marblekit.export.onnx_export import PRECISIONS
 from marblekit.export.pipeline import export_model
@@ -125,6 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="the exported variant extract and the bare engine run (default fp32; the MARBLE loop "
                              "is always eager fp32)")
+    parser.add_argument("--calibration", type=Path, metavar="SUITE",
+                        help="int8: calibrate a static export on this synthetic suite's train clips (as export does)")
+    parser.add_argument("--runtime", choices=("auto", *RUNTIMES), default="auto",
+                        help="CPU runtime of the export (default auto: the fastest measured at export)")
     parser.add_argument("--in-flight", type=int, default=ExtractRequest.in_flight,
                         help=f"requests in flight to Triton (default {ExtractRequest.in_flight}, extract's)")
     parser.add_argument("--workdir", type=Path, default=Path("work/bench-extract"),
@@ -243,8 +250,11 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "audio").mkdir(parents=True)
     repo = workdir / "repo"
-    model = export_model(spec, repo, random_init=spec.needs_weights, precision=args.precision,
-                         check_parity=False).name
+    calibration = calibration_set(args.calibration, spec) if args.calibration else None
+    exported = export_model(spec, repo, random_init=spec.needs_weights, precision=args.precision,
+                            check_parity=False, runtime=args.runtime, calibration=calibration)
+    print(f"  {exported.runtime}" + (f"; {exported.quantization}" if exported.quantization else ""), flush=True)
+    model = exported.name
     audio_s = write_catalog(workdir / "audio", args.tracks, args.seconds)
     files = sorted((workdir / "audio").iterdir())
     preparation = Preparation(spec.sample_rate, spec.normalize_input)
@@ -280,7 +290,7 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
     encoder, _ = load_encoder(spec, random_init=spec.needs_weights)
     marble_s = marble_loop(encoder, spec, files, preparation, windowing, workdir / "marble-npy")
     return BenchResult(model, audio_s, len(owners), triton, local,
-                       Run("bare onnxruntime, same windows", stages["inference"]),
+                       Run(f"bare {exported.runtime.runtime}, same windows", stages["inference"]),
                        Run("MARBLE loop (eager fp32, .npy)", marble_s), served_statistics, stages,
                        counted_flops(encoder, batches) / audio_s / 1e9, gemm_peak_gflops(),
                        _du(workdir / "triton.zarr"), _du(workdir / "marble-npy"))

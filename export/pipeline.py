@@ -59,8 +59,8 @@ def default_name(spec: BackboneSpec, precision: str) -> str:
 
 def export_model(spec: BackboneSpec, repo: Path, name: str | None = None, checkpoint: Path | None = None,
                  random_init: bool = False, seed: int = 0, precision: str = "fp32", tensorrt: bool = False,
-                 check_parity: bool = True, runtime: str = "auto",
-                 calibration: Calibration | None = None) -> ExportReport:
+                 check_parity: bool = True, runtime: str = "auto", calibration: Calibration | None = None,
+                 shape: ServingShape = ServingShape()) -> ExportReport:
     """Export ``spec`` into ``repo`` and, unless told not to, gate it on exported-vs-PyTorch parity in the
     runtime that will serve it. ``calibration``: windows for a static INT8 export (dynamic without them)."""
     started = time.perf_counter()
@@ -81,7 +81,6 @@ def export_model(spec: BackboneSpec, repo: Path, name: str | None = None, checkp
             dynamic_int8(traced, onnx_path)
             quantization = "dynamic (MatMul), no calibration set"
         traced.unlink()
-    shape = ServingShape()
     choice = choose_runtime(onnx_path, spec, precision, runtime, shape.samples(spec, shape.opt_seconds))
     details = {"runtime": choice.describe()} | ({"quantization": quantization} if quantization else {})
     model_dir = write_model_configs(repo, name, spec, precision, provenance_dict, choice, details, shape)

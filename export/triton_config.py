@@ -28,6 +28,9 @@ class ServingShape:
     #: windows per onnxruntime call in the CPU runner: MERT-95M on 5 s windows ran 8.3 audio-s/s in calls of 4
     #: and 8, 6.3 in calls of 16 (2-core VM), as activations leave the caches
     cpu_call_windows: int = 8
+    #: CPU model instances (each its own runtime session) and each one's intra-op threads (0: all cores)
+    cpu_instances: int = 1
+    cpu_threads: int = 0
     gpu_max_batch: int = 32
 
     def samples(self, spec: BackboneSpec, seconds: float) -> int:
@@ -63,10 +66,10 @@ def embedded_config(name: str, spec: BackboneSpec, output_type: int, metadata: d
     """CPU Triton (the pytriton wheel's server has only the Python backend): ``runtime`` inside model.py."""
     return mc.ModelConfig(
         name=name, backend="python", max_batch_size=shape.cpu_max_batch, **_io(spec, output_type),
-        instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)],
+        instance_group=[mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=shape.cpu_instances)],
         dynamic_batching=_batching(2000, 4 * shape.cpu_max_batch),
         parameters=_parameters({**metadata, "onnx_file": "model.onnx", "runtime": runtime,
-                                "inference_precision": inference_precision, "intra_op_threads": 0,
+                                "inference_precision": inference_precision, "intra_op_threads": shape.cpu_threads,
                                 "max_call_windows": shape.cpu_call_windows}),
     )
 

@@ -45,6 +45,7 @@ from marblekit.export.calibration import calibration_set
 from marblekit.export.loading import load_encoder
 from marblekit.export.onnx_export import PRECISIONS
 from marblekit.export.pipeline import export_model
+from marblekit.export.triton_config import ServingShape
 from marblekit.extractor.api import ExtractRequest, extract
 from marblekit.extractor.engine import Engine, LocalEngine
 from marblekit.extractor.triton import TritonEngine
@@ -132,6 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="int8: calibrate a static export on this synthetic suite's train clips (as export does)")
     parser.add_argument("--runtime", choices=("auto", *RUNTIMES), default="auto",
                         help="CPU runtime of the export (default auto: the fastest measured at export)")
+    parser.add_argument("--instances", type=int, default=1, help="CPU model instances in Triton (default 1)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads per instance, in Triton and the bare engine (default 0: all cores)")
     parser.add_argument("--in-flight", type=int, default=ExtractRequest.in_flight,
                         help=f"requests in flight to Triton (default {ExtractRequest.in_flight}, extract's)")
     parser.add_argument("--workdir", type=Path, default=Path("work/bench-extract"),
@@ -235,7 +239,7 @@ def marble_loop(encoder: torch.nn.Module, spec: BackboneSpec, files: list[Path],
     return time.perf_counter() - started
 
 
-def _extracted(request: ExtractRequest, name: str) -> Run:
+def timed_extraction(request: ExtractRequest, name: str) -> Run:
     seconds, summary = _timed(lambda: extract(request))
     if summary.failed or not summary.finalized:
         raise RuntimeError(f"the benchmark extraction ({name}) failed: {summary.failures}")
@@ -252,7 +256,8 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
     repo = workdir / "repo"
     calibration = calibration_set(args.calibration, spec) if args.calibration else None
     exported = export_model(spec, repo, random_init=spec.needs_weights, precision=args.precision,
-                            check_parity=False, runtime=args.runtime, calibration=calibration)
+                            check_parity=False, runtime=args.runtime, calibration=calibration,
+                            shape=ServingShape(cpu_instances=args.instances, cpu_threads=args.threads))
     print(f"  {exported.runtime}" + (f"; {exported.quantization}" if exported.quantization else ""), flush=True)
     model = exported.name
     audio_s = write_catalog(workdir / "audio", args.tracks, args.seconds)
@@ -264,7 +269,7 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
     clips = prepared_clips(files, preparation, stages)
     stages["windowing"], (batches, owners) = _timed(
         lambda: window_batches(clips, windowing, spec.sample_rate, args.batch))
-    engine = LocalEngine(repo, model)
+    engine = LocalEngine(repo, model, threads=args.threads)
     infer_all(engine, batches[:1])  # warm-up: the first call plans the graph
     stages["inference"], pooled = _timed(lambda: infer_all(engine, batches))
     engine.close()
@@ -273,13 +278,13 @@ def bench_extract(args: argparse.Namespace) -> BenchResult:
                              batch=args.batch, workers=args.workers, in_flight=args.in_flight, progress=False)
     with EmbeddedTriton(repo, [model], grpc_port=0, http_port=0, metrics_port=0,
                         log_path=workdir / "triton.log") as server:
-        triton = _extracted(dataclasses.replace(request, server=server.grpc_url), "marblekit extract (embedded Triton)")
+        triton = timed_extraction(dataclasses.replace(request, server=server.grpc_url), "marblekit extract (embedded Triton)")
         with ModelClient(server.grpc_url, model) as client:
             served_statistics = client.statistics()
         served = TritonEngine(server.grpc_url, model)
         stages["gRPC + Triton"] = _timed(lambda: infer_all(served, batches))[0] - stages["inference"]
         served.close()
-    local = _extracted(dataclasses.replace(request, store=workdir / "local.zarr"), "marblekit extract --engine local")
+    local = timed_extraction(dataclasses.replace(request, store=workdir / "local.zarr"), "marblekit extract --engine local")
 
     order = np.argsort(owners, kind="stable")  # the store keeps a track's windows together, in time order
     rows = np.concatenate(pooled)[order]

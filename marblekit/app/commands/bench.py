@@ -10,6 +10,9 @@
                    --engine local vs the bare engine on the same windows vs a MARBLE-style loop; the engine's
                    GFLOP/s against the fp32 GEMM peak; each pipeline stage timed alone (the bottleneck);
                    store bytes per audio-hour vs fp32 .npy
+  extract-tuning MODEL
+                   marblekit extract through the embedded Triton over a grid of request batch, requests in
+                   flight, decoder processes, model instances and intra-op threads: audio-seconds per second
   extract-memory   peak memory of the whole extract process tree on a short and on a 2-hour track
   scale            one catalog through one process and through a local Ray with 1 and 2 workers:
                    audio-seconds per second, Ray / single, the scheduling overhead per block
@@ -28,6 +31,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "features": ("marblekit.app.bench.features", "feature service vs direct Triton; cache-hit latency"),
     "extract": ("marblekit.app.bench.extract",
                 "extract through Triton and local vs bare engine vs MARBLE loop; GEMM peak; stages"),
+    "extract-tuning": ("marblekit.app.bench.extract_tuning",
+                       "extract through Triton over batch, in-flight, decoders, instances, threads"),
     "extract-memory": ("marblekit.app.bench.extract_memory", "peak memory of extract: a short vs a 2-hour track"),
     "scale": ("marblekit.app.bench.scale", "one process vs Ray with 1 and 2 workers, same catalog"),
     "probe": ("marblekit.app.bench.probe", "reference-style probe sweep vs marblekit's grid modes"),

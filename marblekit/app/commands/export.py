@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=("auto", *RUNTIMES), default="auto",
                         help="CPU runtime of the embedded config: auto (default) times those that can run the "
                              "precision on the exported graph and keeps the fastest")
+    parser.add_argument("--cpu-instances", type=int, default=1, metavar="N",
+                        help="model instances of the embedded CPU config, each its own session (default 1)")
+    parser.add_argument("--cpu-threads", type=int, default=0, metavar="N",
+                        help="intra-op threads of each instance (default 0: all cores; instances x threads = cores "
+                             "on a larger machine, see the README's tuning guide)")
     parser.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx",
                         help="tensorrt also builds model.plan from the fp16 graph (needs a GPU)")
     parser.add_argument("--repo", type=Path, default=Path("model_repository"),
@@ -58,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from marblekit.core.backbones import get_backbone
     from marblekit.export.pipeline import export_model
+    from marblekit.export.triton_config import ServingShape
 
     spec = get_backbone(args.model)
     if args.format == "tensorrt" and args.precision != "fp16":
@@ -65,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     calibration_suite = args.calibration or (args.gate if args.precision == "int8" else None)
     if args.calibration and args.precision != "int8":
         raise ValueError(f"--calibration is for --precision int8, not {args.precision}")
-    options = dict(checkpoint=args.checkpoint, random_init=args.random_init, seed=args.seed, runtime=args.runtime)
+    if args.cpu_instances < 1 or args.cpu_threads < 0:
+        raise ValueError(f"--cpu-instances must be at least 1 and --cpu-threads at least 0, got "
+                         f"{args.cpu_instances} and {args.cpu_threads}")
+    options = dict(checkpoint=args.checkpoint, random_init=args.random_init, seed=args.seed, runtime=args.runtime,
+                   shape=ServingShape(cpu_instances=args.cpu_instances, cpu_threads=args.cpu_threads))
     if calibration_suite:
         options["calibration"] = calibration_set(calibration_suite, spec, seed=args.seed)
     if args.gate:

@@ -39,8 +39,8 @@ class OpenVinoSession:
         import openvino as ov
 
         config = {"INFERENCE_PRECISION_HINT": inference_precision, "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
+        if threads:  # a share of the cores: unpinned, or every instance's threads would be pinned to the first ones
+            config |= {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False}
         core = ov.Core()
         model = core.read_model(path)
         # the graph's own output names; a compiled model's ports also carry the names of fused inner tensors

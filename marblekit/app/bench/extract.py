@@ -125,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=32.0, help="seconds per track (default 32)")
     parser.add_argument("--window", type=float, default=5.0, help="window length in seconds (default 5)")
     parser.add_argument("--batch", type=int, default=4, help="full windows per request (default 4)")
-    parser.add_argument("--workers", type=int, default=1, help="decoding processes for extract (default 1)")
+    parser.add_argument("--workers", type=int, help="decoding processes for extract (default extract's, min(4, cores))")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="the exported variant extract and the bare engine run (default fp32; the MARBLE loop "
                              "is always eager fp32)")

@@ -61,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--ray-workers", type=int,
                      help="Ray workers, each with its own engine (default: the cluster's CPUs / --workers, or with "
                           "--device cuda its GPUs)")
-    parser.add_argument("--batch", type=int, default=8, help="full windows per request (default 8)")
-    parser.add_argument("--in-flight", type=int, default=4, help="Triton requests in flight (default 4)")
+    parser.add_argument("--batch", type=int, default=4, help="full windows per request (default 4)")
+    parser.add_argument("--in-flight", type=int, default=2, help="Triton requests in flight (default 2)")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds per Triton request (default 120)")
     parser.add_argument("--retry-timeout", type=float, default=120.0,
                         help="seconds to wait for an unreachable or busy Triton, at the start and mid-run, "

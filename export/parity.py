@@ -4,7 +4,8 @@ fp32: max abs difference over every layer <= 1e-4, or, for a backbone whose plug
 (a front end that rounds to float16, where the two runtimes' float32 sums flip a rounding now and then),
 every layer's max abs difference within that share of the layer's largest value. fp16: per-layer cosine
 similarity >= 0.999 (bf16, the fp32 graph computed in BF16, too); int8: >= 0.99 (8-bit weights and activations
-lose more; whether that costs probe scores is the export gate's question, not this one's). The exported graph runs in the runtime chosen to serve it.
+lose more; whether that costs probe scores is the export gate's question, not this one's). The exported graph
+runs in the runtime chosen to serve it.
 """
 
 from __future__ import annotations

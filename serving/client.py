@@ -79,6 +79,11 @@ class ServerStatistics:
     queue_s: float
     compute_s: float
 
+    def since(self, earlier: ServerStatistics) -> ServerStatistics:
+        """What the counters gathered after ``earlier`` was read."""
+        return ServerStatistics(self.requests - earlier.requests, self.executions - earlier.executions,
+                                self.queue_s - earlier.queue_s, self.compute_s - earlier.compute_s)
+
 
 class ModelClient:
     """Synchronous client for one model on one server; safe to share between threads. ``timeout`` is every

@@ -78,3 +78,12 @@ class Renderer:
         mono = audio.mean(axis=1)
         length = round(seconds * SAMPLE_RATE)
         return np.pad(mono[:length], (0, max(0, length - len(mono)))).astype(np.float32)
+
+
+def missing_renderer() -> str | None:
+    """Why the synthetic suite cannot be rendered on this machine (for a test's skip reason), or None."""
+    try:
+        Renderer.locate()
+    except SynthToolMissing as err:
+        return str(err)
+    return None

@@ -15,24 +15,16 @@ from marblekit.app.cli import main
 from marblekit.core.backbones import get_backbone
 from marblekit.export.plugins import musicnn_unavailable
 from marblekit.serving.environment import environment_problem
-from marblekit.synth.fluid import Renderer
+from marblekit.synth.fluid import missing_renderer
 from marblekit.synth.registry import TASKS
 
 MISSING = environment_problem()
 PRETRAINED = [] if musicnn_unavailable(get_backbone("musicnn-mtt")) else ["musicnn-mtt"]
 
 
-def soundfont_problem() -> str | None:
-    try:
-        Renderer.locate()
-    except (FileNotFoundError, RuntimeError) as err:
-        return str(err)
-    return None
-
-
 pytestmark = [pytest.mark.triton,
               pytest.mark.skipif(MISSING is not None, reason=f"no serving environment: {MISSING}"),
-              pytest.mark.skipif(soundfont_problem() is not None, reason=f"no FluidSynth: {soundfont_problem()}")]
+              pytest.mark.skipif(missing_renderer() is not None, reason=f"no FluidSynth: {missing_renderer()}")]
 
 #: Tasks whose labels the handcrafted layers encode well enough to show on the tiny suite's handful of test
 #: items (onsets for beats, spectra for instrument tags): the probe's test metric and the constant

@@ -15,23 +15,15 @@ from marblekit.app import export_gate
 from marblekit.app.cli import main
 from marblekit.app.exit_codes import ExitCode
 from marblekit.serving.environment import environment_problem
-from marblekit.synth.fluid import Renderer
+from marblekit.synth.fluid import missing_renderer
 
 TASKS = ("synth-pitch", "synth-key")
 MISSING = environment_problem()
 
 
-def _no_fluidsynth() -> str | None:
-    try:
-        Renderer.locate()
-    except (FileNotFoundError, RuntimeError) as err:
-        return str(err)
-    return None
-
-
 pytestmark = [pytest.mark.triton,
               pytest.mark.skipif(MISSING is not None, reason=f"no serving environment: {MISSING}"),
-              pytest.mark.skipif(_no_fluidsynth() is not None, reason=f"no FluidSynth: {_no_fluidsynth()}")]
+              pytest.mark.skipif(missing_renderer() is not None, reason=f"no FluidSynth: {missing_renderer()}")]
 
 
 @pytest.fixture(scope="module")

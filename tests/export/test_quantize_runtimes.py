@@ -22,24 +22,16 @@ from marblekit.export.parity import per_layer_cosine
 from marblekit.export.pipeline import export_model
 from marblekit.export.quantize import QUANTISED_OPS, spectral_front_end
 from marblekit.extractor.engine import LocalEngine
-from marblekit.synth.fluid import Renderer
+from marblekit.synth.fluid import missing_renderer
 
 MERT = get_backbone("mert-v1-95m").with_layers(2)
 HANDCRAFTED = get_backbone("handcrafted")
 TASKS = ("synth-pitch", "synth-key")
 
 
-def _no_fluidsynth() -> str | None:
-    try:
-        Renderer.locate()
-    except (FileNotFoundError, RuntimeError) as err:
-        return str(err)
-    return None
-
-
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    problem = _no_fluidsynth()
+    problem = missing_renderer()
     if problem:
         pytest.skip(f"no FluidSynth to render a calibration suite: {problem}")
     out = tmp_path_factory.mktemp("suite")

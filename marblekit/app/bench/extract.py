@@ -17,8 +17,8 @@ on the first call of a shape). Reported: audio-seconds per second of each; effic
 >= 0.9); the speed-up over the MARBLE loop; the engine's achieved GFLOP/s (its FLOPs counted by torch's
 FlopCounterMode on the eager model) against this machine's fp32 GEMM peak measured in the same run (a large
 matmul; goal >= 0.7); every stage of the pipeline timed alone on the same catalog, one after another (decode,
-mix-down + resample, normalise, windowing, inference, gRPC + Triton, store), so that the bottleneck is named; and bytes per audio-hour of the store (fp16)
-against the .npy files (fp32).
+mix-down + resample, normalise, windowing, inference, gRPC + Triton, store), so that the bottleneck is named;
+and bytes per audio-hour of the store (fp16) against the .npy files (fp32).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from marblekit.core.windows import Windowing
 from marblekit.export.calibration import calibration_set
 from marblekit.export.loading import load_encoder
 from marblekit.export.onnx_export import PRECISIONS
-from marblekit.export.pipeline import export_model
+from marblekit.export.pipeline import ExportReport, export_model
 from marblekit.export.triton_config import ServingShape
 from marblekit.extractor.api import ExtractRequest, extract
 from marblekit.extractor.engine import Engine, LocalEngine
@@ -247,19 +247,25 @@ def timed_extraction(request: ExtractRequest, name: str) -> Run:
     return Run(name, seconds, summary.wall_s)
 
 
-def bench_extract(args: argparse.Namespace) -> BenchResult:
+def exported_for_bench(args: argparse.Namespace, shape: ServingShape) -> tuple[BackboneSpec, ExportReport]:
+    """A fresh ``args.workdir`` with ``audio/`` and ``repo/``, the latter holding the ``args.model`` variant
+    (seeded random weights, ``args.precision``, ``args.runtime``, calibrated on ``args.calibration``)."""
     spec = get_backbone(args.model)
     if args.num_layers:
         spec = spec.with_layers(args.num_layers)
-    workdir = args.workdir
-    shutil.rmtree(workdir, ignore_errors=True)
-    (workdir / "audio").mkdir(parents=True)
-    repo = workdir / "repo"
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    (args.workdir / "audio").mkdir(parents=True)
     calibration = calibration_set(args.calibration, spec) if args.calibration else None
-    exported = export_model(spec, repo, random_init=spec.needs_weights, precision=args.precision,
-                            check_parity=False, runtime=args.runtime, calibration=calibration,
-                            shape=ServingShape(cpu_instances=args.instances, cpu_threads=args.threads))
-    print(f"  {exported.runtime}" + (f"; {exported.quantization}" if exported.quantization else ""), flush=True)
+    exported = export_model(spec, args.workdir / "repo", random_init=spec.needs_weights, precision=args.precision,
+                            check_parity=False, runtime=args.runtime, calibration=calibration, shape=shape)
+    print(f"  {exported.name}: {exported.runtime}" + (f"; {exported.quantization}" if exported.quantization else ""),
+          flush=True)
+    return spec, exported
+
+
+def bench_extract(args: argparse.Namespace) -> BenchResult:
+    spec, exported = exported_for_bench(args, ServingShape(cpu_instances=args.instances, cpu_threads=args.threads))
+    workdir, repo = args.workdir, args.workdir / "repo"
     model = exported.name
     audio_s = write_catalog(workdir / "audio", args.tracks, args.seconds)
     files = sorted((workdir / "audio").iterdir())

@@ -15,17 +15,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from marblekit.core.backbones import get_backbone
 from marblekit.core.runtimes import RUNTIMES
-from marblekit.export.calibration import calibration_set
 from marblekit.export.onnx_export import PRECISIONS
-from marblekit.export.pipeline import export_model
 from marblekit.export.repository import write_model_configs
 from marblekit.export.triton_config import ServingShape
 from marblekit.extractor.api import ExtractRequest
 from marblekit.serving.embedded import EmbeddedTriton
 
-from .extract import timed_extraction, write_catalog
+from .extract import exported_for_bench, timed_extraction, write_catalog
 
 
 @dataclass(frozen=True)
@@ -71,17 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def sweep(args: argparse.Namespace) -> list[Point]:
-    spec = get_backbone(args.model)
-    if args.num_layers:
-        spec = spec.with_layers(args.num_layers)
-    workdir = args.workdir
-    shutil.rmtree(workdir, ignore_errors=True)
-    (workdir / "audio").mkdir(parents=True)
-    repo = workdir / "repo"
-    calibration = calibration_set(args.calibration, spec) if args.calibration else None
-    exported = export_model(spec, repo, random_init=spec.needs_weights, precision=args.precision,
-                            check_parity=False, runtime=args.runtime, calibration=calibration)
-    print(f"  {exported.name}: {exported.runtime}", flush=True)
+    spec, exported = exported_for_bench(args, ServingShape())
+    workdir, repo = args.workdir, args.workdir / "repo"
     audio_s = write_catalog(workdir / "audio", args.tracks, args.seconds)
     points = []
     for instances, threads in itertools.product(args.instances, args.threads):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from marblekit.core import served_model
+from marblekit.core import runtimes, served_model
 from marblekit.core.backbones import BackboneSpec, get_backbone
 from marblekit.export import triton_config
 
@@ -36,6 +36,15 @@ def test_the_runner_reads_the_contract_names() -> None:
     input_name, read = runner_names()
     assert input_name == served_model.INPUT
     assert read == set(served_model.RUNNER_PARAMETERS)
+
+
+def test_the_runtimes_copied_beside_the_runner_stand_alone() -> None:
+    """``export`` copies ``marblekit.core.runtimes`` into the model folder, where marblekit cannot be imported."""
+    tree = ast.parse(Path(runtimes.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not any(name.startswith("marblekit") for name in imported), imported
+    assert runtimes.INPUT == served_model.INPUT
 
 
 def test_what_export_writes_is_what_clients_parse() -> None:

@@ -4,6 +4,7 @@ runs of `marblekit bench extract`, never from tests)."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -25,8 +26,9 @@ def test_bench_extract_measures_every_run_and_stage(tmp_path: Path) -> None:
                               "--batch", "2", "--workdir", str(tmp_path)])
     result = bench_extract(args)
     text = result.render()
-    for name in ("marblekit extract (embedded Triton)", "marblekit extract --engine local", "bare onnxruntime",
-                 "MARBLE loop"):
+    runtime = json.loads((tmp_path / "repo" / "mert-v1-95m-1l" / "marblekit.json").read_text())["runtime"]["runtime"]
+    for name in ("marblekit extract (embedded Triton)", "marblekit extract --engine local",
+                 f"bare {runtime}, same windows", "MARBLE loop"):
         assert re.search(rf"{re.escape(name)}.*\s\d+\.\d\d\s+\d+\.\d\d$", text, re.M), text
     assert list(result.stages) == list(STAGES) and all(seconds != 0 for seconds in result.stages.values()), text
     assert f"bottleneck: {max(result.stages, key=result.stages.get)}" in text

@@ -196,7 +196,7 @@ def test_a_model_that_fails_to_load_stops_startup_with_the_log(repo: Path, tmp_p
 
 
 def test_unknown_model_is_refused_before_starting(repo: Path) -> None:
-    with pytest.raises(ValueError, match=f"nope not in .*available: {HANDCRAFTED}, {MERT}, {MERT_FP16}"):
+    with pytest.raises(ValueError, match=f"nope not in .*available: {HANDCRAFTED}, {MERT}, {MERT_BF16}, {MERT_FP16}"):
         EmbeddedTriton(repo, ["nope"])
 
 

@@ -17,6 +17,7 @@ stopping it, the server stops too, so start it from the thread that owns its lif
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -51,11 +52,19 @@ class TritonStartupError(RuntimeError):
         self.crashed = crashed
 
 
+def free_ports(host: str, count: int) -> list[int]:
+    """``count`` different ports the OS reports free on ``host`` right now (bound together, so that no two are the
+    same: one at a time, the OS may hand the same port out twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def free_port(host: str) -> int:
     """A port the OS reports free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(host, 1)[0]
 
 
 def repository_models(repo: Path) -> list[str]:
@@ -167,8 +176,9 @@ class EmbeddedTriton:
         if self.running():
             raise RuntimeError(f"Triton is already running (pid {self.pid})")
         self._reap()
-        for name, port in self._requested_ports.items():
-            self.ports.setdefault(name, port or free_port(self.host))
+        unset = [name for name, port in self._requested_ports.items() if not port and name not in self.ports]
+        self.ports.update({name: port for name, port in self._requested_ports.items() if port})
+        self.ports.update(zip(unset, free_ports(self.host, len(unset))))
         self._workdir = Path(tempfile.mkdtemp(prefix="marblekit-triton-"))
         self._shm_prefix = f"marblekit{os.getpid()}-{uuid.uuid4().hex[:8]}-"  # this server's python-backend regions
         backends = self._workdir / "backends"
